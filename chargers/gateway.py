@@ -1,0 +1,481 @@
+"""The gateway: the one owner of UDP port 7090, polling stations into the database.
+
+One asyncio task per station polls reports 2 and 3, keeps sessions in step
+with the station's own log (reports 100-130), executes pending command rows
+with the protocol's pacing and verifies them in the next report 2. All ORM
+work runs in `sync_to_async` steps that tests can call directly.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from chargers import live
+from chargers.kecontact.client import KebaClient, StationMoved
+from chargers.kecontact.codec import (
+    Message,
+    Report1,
+    Report2,
+    Report3,
+    SessionReport,
+    Started,
+    StatusUpdate,
+)
+from chargers.kecontact.commands import Command as WireCommand
+from chargers.kecontact.commands import parse_command
+from chargers.kecontact.errors import KebaError, Refused, Timeout, Unsupported
+from chargers.kecontact.products import Capability
+from chargers.kecontact.timing import Clock
+from chargers.models import Command, Event, Reading, Session, Station, Tag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    heartbeat_s: float = 300.0  # store a reading at least this often
+    offline_after_missed: int = 3
+    max_backoff_s: float = 60.0
+    command_attempts: int = 3
+    scan_interval_s: float = 5.0  # look for new stations and commands
+    search_interval_s: float = 60.0  # broadcast for stations that went silent
+
+
+def db(function: Any) -> Any:
+    return sync_to_async(function, thread_sensitive=True)
+
+
+class Gateway:
+    def __init__(
+        self,
+        client: KebaClient,
+        clock: Clock | None = None,
+        settings: GatewaySettings | None = None,
+        broadcast: str = "255.255.255.255",
+    ) -> None:
+        self.client = client
+        self.clock = clock or client.clock
+        self.settings = settings or GatewaySettings()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._nudges: dict[int, asyncio.Event] = {}
+        self._hosts: dict[str, int] = {}  # address -> station id
+        self._car_connected: dict[int, bool] = {}
+        self._uptime: dict[int, int] = {}
+        self._restarted: set[int] = set()  # sent the boot line since the last poll
+        self._last_reading: dict[int, Reading] = {}
+        self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.broadcast = broadcast
+        self._searched_at = -float("inf")
+
+    # Life cycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        unsubscribe = self.client.subscribe(self._on_message)
+        try:
+            while not stop.is_set():
+                await self.sync_stations()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.scan_interval_s)
+        finally:
+            unsubscribe()
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            self._tasks.clear()
+
+    async def sync_stations(self) -> None:
+        """Start a task for each enabled station; stop those that went away."""
+        wanted = await db(_enabled_stations)()
+        self._hosts = {address: pk for pk, address in wanted}
+        for pk in list(self._tasks):
+            if pk not in self._hosts.values() or self._tasks[pk].done():
+                self._tasks.pop(pk).cancel()
+        for pk, _address in wanted:
+            if pk not in self._tasks:
+                self._nudges[pk] = asyncio.Event()
+                self._tasks[pk] = asyncio.create_task(self.station_loop(pk))
+
+    def nudge(self, station_id: int) -> None:
+        """Act now: a command was queued or the station reported a change."""
+        if station_id in self._nudges:
+            self._nudges[station_id].set()
+
+    def _on_message(self, host: str, message: Message | StationMoved) -> None:
+        # Routing only: the station's own task does the work.
+        if isinstance(message, StationMoved):
+            task = asyncio.create_task(db(_record_move)(message.serial, message.new_host))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        station_id = self._hosts.get(host)
+        if station_id is None:
+            return
+        if isinstance(message, Started):
+            self._restarted.add(station_id)
+        if isinstance(message, StatusUpdate | Started):
+            self.nudge(station_id)
+
+    async def station_loop(self, station_id: int) -> None:
+        connected = False
+        while not self._stop.is_set():
+            station = await db(Station.objects.get)(pk=station_id)
+            try:
+                if not connected:
+                    await self.connect(station)
+                    connected = True
+                    station = await db(Station.objects.get)(pk=station_id)
+                await self.poll(station)
+                await self.execute_commands(station)
+            except Timeout:
+                connected = False
+                await db(_record_missed_poll)(station_id, self.settings.offline_after_missed)
+                await self.look_for_moved_stations()
+            except KebaError as exc:
+                await db(_log_event)(station_id, Event.Kind.ERROR, str(exc))
+            await self._wait(station_id, await db(_poll_delay)(station_id, self.settings))
+
+    async def _wait(self, station_id: int, delay_s: float) -> None:
+        nudge = self._nudges[station_id]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(nudge.wait(), self.clock.to_real(delay_s))
+        nudge.clear()
+
+    # Steps
+
+    async def look_for_moved_stations(self) -> None:
+        """A silent station may have a new address (DHCP): ask the LAN, now and then.
+
+        The client recognises a known serial at a new address and tells us."""
+        now = self.clock.monotonic()
+        if now - self._searched_at < self.settings.search_interval_s:
+            return
+        self._searched_at = now
+        await self.client.discover(self.broadcast, wait_s=1.0)
+
+    async def connect(self, station: Station) -> None:
+        """Identify the station and bring its sessions in line with its log."""
+        identity = await self.client.identify(station.address)
+        await db(_record_identity)(station.pk, identity)
+        if identity.product_info and identity.product_info.can(Capability.SESSION_LOG):
+            await self.import_log(station)
+
+    async def import_log(self, station: Station, newest_only: bool = False) -> int:
+        """Read reports 100-130; each session appears once, the log wins."""
+        stored = 0
+        last = 101 if newest_only else 130
+        for report_id in range(100, last + 1):
+            report = await self.client.report(station.address, report_id)
+            assert isinstance(report, SessionReport)
+            if report.is_empty:
+                break
+            await db(_record_log_session)(station.pk, report, timezone.now())
+            stored += 1
+        return stored
+
+    async def poll(self, station: Station) -> None:
+        status = await self.client.report(station.address, 2)
+        meter = await self.client.report(station.address, 3)
+        assert isinstance(status, Report2) and isinstance(meter, Report3)
+        pk = station.pk
+        went_back = status.uptime_s is not None and status.uptime_s < self._uptime.get(pk, 0)
+        rebooted = went_back or pk in self._restarted
+        self._restarted.discard(pk)
+        if status.uptime_s is not None:
+            self._uptime[pk] = status.uptime_s
+        if rebooted:
+            await db(_record_reboot)(pk)
+        car = bool(status.plug and status.plug.car_connected)
+        if self._car_connected.get(pk) != car or rebooted:
+            self._car_connected[pk] = car
+            if station.can(Capability.SESSION_LOG):
+                await self.import_log(station, newest_only=True)
+            else:
+                await db(_record_plug_without_log)(pk, car)
+        reading = await db(self._store_reading)(pk, status, meter)
+        await live.publish_status(pk, reading)
+
+    def _store_reading(self, station_id: int, status: Report2, meter: Report3) -> dict[str, Any]:
+        now = timezone.now()
+        reading = Reading(
+            station_id=station_id,
+            at=now,
+            state=status.state,
+            plug=status.plug,
+            power_w=meter.power_w,
+            current_1_a=meter.current_1_a,
+            current_2_a=meter.current_2_a,
+            current_3_a=meter.current_3_a,
+            voltage_1_v=meter.voltage_1_v,
+            voltage_2_v=meter.voltage_2_v,
+            voltage_3_v=meter.voltage_3_v,
+            session_energy_kwh=meter.session_energy_kwh,
+            total_energy_kwh=meter.total_energy_kwh,
+            offered_current_a=status.offered_current_a,
+        )
+        with transaction.atomic():
+            station = Station.objects.select_for_update().get(pk=station_id)
+            previous = self._last_reading.get(station_id)
+            heartbeat_due = previous is None or (now - previous.at) > timedelta(
+                seconds=self.settings.heartbeat_s
+            )
+            if reading.differs_from(previous) or heartbeat_due:
+                reading.save()
+                self._last_reading[station_id] = reading
+            _note_changes(station, status)
+            station.state, station.plug = status.state, status.plug
+            station.power_w = meter.power_w
+            station.session_energy_kwh = meter.session_energy_kwh
+            station.total_energy_kwh = meter.total_energy_kwh
+            station.offered_current_a = status.offered_current_a
+            station.uptime_s = status.uptime_s
+            _mark_online(station, now)
+            station.save()
+            Session.objects.filter(station_id=station_id, ended_at=None).update(
+                energy_kwh=meter.session_energy_kwh or 0
+            )
+        return {
+            "state": status.state,
+            "state_label": station.state_label,
+            "plug": status.plug,
+            "power_w": meter.power_w,
+            "session_energy_kwh": meter.session_energy_kwh,
+            "total_energy_kwh": meter.total_energy_kwh,
+            "offered_current_a": status.offered_current_a,
+            "is_online": True,
+            "at": now.isoformat(),
+        }
+
+    async def execute_commands(self, station: Station) -> None:
+        """Send pending commands in order, then verify each in report 2."""
+        while (row := await db(_next_pending_command)(station.pk)) is not None:
+            await self.execute(station, row)
+
+    async def execute(self, station: Station, row: Command) -> None:
+        try:
+            command = parse_command(row.wire)
+        except KebaError as exc:
+            await db(_finish)(row, Command.Status.REFUSED, f"not a valid command: {exc}")
+            return
+        needed = command.required_capability
+        if needed is not None and not station.can(needed):
+            reason = f"{station.model_label or 'this station'} does not support `{command.name}`"
+            await db(_finish)(row, Command.Status.REFUSED, reason + "; nothing was sent")
+            return
+        await db(_mark_sent)(row)
+        try:
+            ack = await self.client.request(station.address, command)
+        except (Refused, Unsupported) as exc:
+            await db(_finish)(row, Command.Status.REFUSED, str(exc))
+            return
+        except Timeout as exc:
+            await db(_retry_or_fail)(row, self.settings.command_attempts, str(exc))
+            raise
+        await db(_acknowledge)(row, str(getattr(ack, "text", "")))
+        status = await self.client.report(station.address, 2)
+        assert isinstance(status, Report2)
+        problem = verify(command, status)
+        if problem is None:
+            await db(_finish)(row, Command.Status.VERIFIED, "report 2 shows the change")
+        else:
+            await db(_retry_or_fail)(row, self.settings.command_attempts, problem)
+
+
+def verify(command: WireCommand, status: Report2) -> str | None:
+    """What report 2 should show after a command; None when it does."""
+    args = [int(a) for a in command.args if isinstance(a, int)]
+    expected: tuple[str, Any] | None = {
+        "curr": ("user_current_a", args[0] / 1000 if args else None),
+        "setenergy": ("energy_limit_kwh", args[0] / 10000 if args else None),
+        "ena": ("enabled_user", bool(args[0]) if args else None),
+        "output": ("output", args[0] if args else None),
+        "x2src": ("x2_source", args[0] if args else None),
+        "x2": ("phases", (3 if args[0] else 1) if args else None),
+        "currtime": ("timer_current_a", args[0] / 1000 if args else None),
+        "failsafe": ("failsafe_timeout_s", args[0] if args else None),
+    }.get(command.name)
+    if expected is None:
+        return None  # nothing in report 2 shows it: the acknowledgement must do
+    field, value = expected
+    seen = getattr(status, field)
+    if seen is None or seen == value:
+        return None
+    return f"acknowledged, but report 2 shows {field} = {seen} instead of {value}"
+
+
+# Database steps (synchronous; run through `db`)
+
+
+def _enabled_stations() -> list[tuple[int, str]]:
+    return list(Station.objects.filter(enabled=True).values_list("pk", "address"))
+
+
+def _log_event(station_id: int, kind: str, message: str) -> None:
+    Event.objects.create(station_id=station_id, kind=kind, message=message[:300])
+
+
+def _mark_online(station: Station, now: datetime) -> None:
+    if not station.is_online:
+        station.is_online = True
+        _log_event(station.pk, Event.Kind.ONLINE, "answers again")
+    station.last_contact = now
+    station.missed_polls = 0
+
+
+def _note_changes(station: Station, status: Report2) -> None:
+    if status.state is not None and station.state != status.state:
+        _log_event(station.pk, Event.Kind.STATE, f"state: {status.state.name.lower()}")
+    if status.plug is not None and station.plug != status.plug:
+        _log_event(station.pk, Event.Kind.PLUG, f"plug: {status.plug.name.lower()}")
+
+
+def _record_identity(station_id: int, identity: Report1) -> None:
+    station = Station.objects.get(pk=station_id)
+    info = identity.product_info
+    station.serial = identity.serial
+    station.product = identity.product
+    station.firmware = identity.firmware
+    if info is not None:
+        station.model_label = info.label
+        station.capabilities = sorted(str(c) for c in info.capabilities)
+    _mark_online(station, timezone.now())
+    station.save()
+
+
+def _record_missed_poll(station_id: int, offline_after: int) -> None:
+    station = Station.objects.get(pk=station_id)
+    station.missed_polls += 1
+    if station.is_online and station.missed_polls >= offline_after:
+        station.is_online = False
+        _log_event(station_id, Event.Kind.OFFLINE, f"no answer to {station.missed_polls} polls")
+    station.save(update_fields=["missed_polls", "is_online"])
+
+
+def _poll_delay(station_id: int, settings: GatewaySettings) -> float:
+    station = Station.objects.get(pk=station_id)
+    if station.is_online:
+        return float(station.poll_interval_s)
+    # Back off while a station is away, up to a ceiling.
+    extra = station.missed_polls - settings.offline_after_missed
+    return min(settings.max_backoff_s, station.poll_interval_s * 2 ** max(0, extra))
+
+
+def _record_reboot(station_id: int) -> None:
+    now = timezone.now()
+    # The station forgets the running session on reboot: close ours.
+    for session in Session.objects.filter(station_id=station_id, ended_at=None):
+        session.close(now)
+        session.save()
+    _log_event(station_id, Event.Kind.REBOOT, "the station restarted")
+
+
+def _record_move(serial: str, new_host: str) -> None:
+    station = Station.objects.filter(serial=serial).first()
+    if station is None or station.address == new_host:
+        return
+    old = station.address
+    Station.objects.filter(address=new_host).exclude(pk=station.pk).delete()
+    station.address = new_host
+    station.save(update_fields=["address"])
+    _log_event(station.pk, Event.Kind.MOVED, f"moved from {old} to {new_host}")
+
+
+def _tag_for(text: str | None, tag_class: str | None, seen_at: datetime) -> Tag | None:
+    if not text:
+        return None
+    tag, _ = Tag.objects.get_or_create(
+        tag=Tag.normalise(text),
+        defaults={"tag_class": tag_class or "", "first_seen": seen_at},
+    )
+    tag.last_seen = seen_at
+    tag.save(update_fields=["last_seen"])
+    return tag
+
+
+def _record_log_session(station_id: int, report: SessionReport, received_at: datetime) -> None:
+    started = report.started_at(received_at) or received_at
+    fields: dict[str, Any] = {
+        "energy_kwh": report.session_energy_kwh or 0,
+        "start_counter_kwh": report.start_energy_kwh,
+        "tag": _tag_for(report.rfid_tag, report.rfid_class, started),
+    }
+    with transaction.atomic():
+        session, created = Session.objects.select_for_update().get_or_create(
+            station_id=station_id,
+            keba_session_id=report.session_id,
+            defaults=fields | {"started_at": started, "source": Session.Source.LIVE},
+        )
+        if report.is_running:
+            if not created:
+                Session.objects.filter(pk=session.pk).update(**fields)
+            return
+        # A finished session: the station's log is the truth.
+        session.started_at = started
+        session.ended_at = report.ended_at(received_at) or received_at
+        session.end_reason = report.reason
+        session.source = Session.Source.LOG
+        for name, value in fields.items():
+            setattr(session, name, value)
+        session.save()
+
+
+def _record_plug_without_log(station_id: int, car_connected: bool) -> None:
+    """P20: no session log, so sessions come from observation alone."""
+    now = timezone.now()
+    open_sessions = Session.objects.filter(station_id=station_id, ended_at=None)
+    if car_connected and not open_sessions.exists():
+        Session.objects.create(station_id=station_id, started_at=now)
+    elif not car_connected:
+        for session in open_sessions:
+            session.close(now, reason=1)
+            session.save()
+
+
+def _next_pending_command(station_id: int) -> Command | None:
+    now = timezone.now()
+    expired = Command.objects.filter(
+        station_id=station_id, status=Command.Status.PENDING, expires_at__lt=now
+    )
+    for row in expired:
+        _finish(row, Command.Status.EXPIRED, "not executed before it expired")
+    return (
+        Command.objects.filter(station_id=station_id, status=Command.Status.PENDING)
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def _mark_sent(row: Command) -> None:
+    row.status = Command.Status.SENT
+    row.attempts += 1
+    row.sent_at = timezone.now()
+    row.save(update_fields=["status", "attempts", "sent_at"])
+
+
+def _acknowledge(row: Command, reply: str) -> None:
+    row.status = Command.Status.ACKNOWLEDGED
+    row.reply = reply[:200]
+    row.save(update_fields=["status", "reply"])
+
+
+def _finish(row: Command, status: Command.Status, reason: str) -> None:
+    row.finish(status, reason)
+    row.save()
+    _log_event(row.station_id, Event.Kind.COMMAND, f"`{row.wire}`: {status} ({reason})")
+
+
+def _retry_or_fail(row: Command, attempts: int, reason: str) -> None:
+    if row.attempts >= attempts:
+        _finish(row, Command.Status.FAILED, f"gave up after {row.attempts} attempts: {reason}")
+        return
+    row.status = Command.Status.PENDING
+    row.reason = reason[:300]
+    row.save(update_fields=["status", "reason"])

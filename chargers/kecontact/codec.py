@@ -1,0 +1,442 @@
+"""Datagrams to typed messages: no I/O, units converted here and nowhere else.
+
+Wire units are mA, 0.1 Wh, mW and 0.1 %; the values here are A, kWh, W and %.
+Old firmware sends dirty JSON (trailing commas, bare members, padded strings,
+numbers beyond uint32): tolerated. Anything else raises `Malformed` saying why.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from typing import Any
+
+from .errors import Malformed
+from .products import ProductInfo, parse_product
+
+MAX_DATAGRAM = 4096  # real replies are at most 512 bytes
+UDP_ENABLED_BIT = 0x20  # DIP-Sw1, DSW1.3
+
+
+class ChargingState(IntEnum):
+    STARTING = 0
+    NOT_READY = 1
+    READY = 2
+    CHARGING = 3
+    ERROR = 4
+    INTERRUPTED = 5
+
+
+class PlugState(IntEnum):
+    UNPLUGGED = 0
+    CABLE_IN_STATION = 1
+    CABLE_LOCKED = 3
+    CAR_CONNECTED = 5
+    CAR_CONNECTED_LOCKED = 7
+
+    @property
+    def car_connected(self) -> bool:
+        return self in (PlugState.CAR_CONNECTED, PlugState.CAR_CONNECTED_LOCKED)
+
+    @property
+    def locked(self) -> bool:
+        return self in (PlugState.CABLE_LOCKED, PlugState.CAR_CONNECTED_LOCKED)
+
+
+class EndReason(IntEnum):
+    RUNNING = 0
+    UNPLUGGED = 1
+    INTERRUPTED = 5
+    DEAUTHORIZED = 10
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """The reply to `i`."""
+
+    firmware: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    """TCH-OK (receipt only: verify the effect in report 2) or TCH-ERR."""
+
+    ok: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """The line some firmware sends after boot."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Report1:
+    product: str
+    serial: str
+    firmware: str
+    com_module: bool | None = None
+    backend: int | None = None
+    clock_quality: int | None = None  # timeQ 0-3
+    set_boot: int | None = None
+    dip_switch_1: int | None = None
+    dip_switch_2: int | None = None
+    uptime_s: int | None = None
+    product_info: ProductInfo | None = None
+
+    report_id = 1
+
+    @property
+    def udp_enabled(self) -> bool | None:
+        """DSW1.3; None when the firmware does not report the switches."""
+        if self.dip_switch_1 is None:
+            return None
+        return bool(self.dip_switch_1 & UDP_ENABLED_BIT)
+
+
+@dataclass(frozen=True)
+class Report2:
+    state: ChargingState | None = None
+    error_1: int | None = None
+    error_2: int | None = None
+    plug: PlugState | None = None
+    auth_on: bool | None = None
+    auth_required: bool | None = None
+    enabled_sys: bool | None = None
+    enabled_user: bool | None = None
+    offered_current_a: float | None = None  # Max curr
+    duty_cycle_percent: float | None = None  # Max curr %
+    hardware_current_a: float | None = None
+    user_current_a: float | None = None
+    failsafe_current_a: float | None = None
+    failsafe_timeout_s: int | None = None
+    timer_current_a: float | None = None
+    timer_seconds_left: int | None = None
+    energy_limit_kwh: float | None = None
+    output: int | None = None
+    input: int | None = None
+    x2_source: int | None = None
+    x2_phase_switch: int | None = None
+    serial: str | None = None
+    uptime_s: int | None = None
+
+    report_id = 2
+
+    @property
+    def phases(self) -> int | None:
+        """Phases selected with x2: 0 means one; 1 (or 3, as some peers see it) three."""
+        if self.x2_phase_switch is None:
+            return None
+        return 1 if self.x2_phase_switch == 0 else 3
+
+
+@dataclass(frozen=True)
+class Report3:
+    voltage_1_v: int | None = None
+    voltage_2_v: int | None = None
+    voltage_3_v: int | None = None
+    current_1_a: float | None = None
+    current_2_a: float | None = None
+    current_3_a: float | None = None
+    power_w: float | None = None
+    power_factor_percent: float | None = None
+    session_energy_kwh: float | None = None
+    total_energy_kwh: float | None = None
+    serial: str | None = None
+    uptime_s: int | None = None
+
+    report_id = 3
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """Reports 100-130: 100 is the running or latest session, 101-130 older ones."""
+
+    report_id: int
+    session_id: int | None = None
+    hardware_current_a: float | None = None
+    start_energy_kwh: float | None = None
+    session_energy_kwh: float | None = None
+    started_s: int | None = None
+    ended_s: int | None = None
+    started_text: str | None = None
+    ended_text: str | None = None
+    reason: int | None = None
+    clock_quality: int | None = None
+    rfid_tag: str | None = None
+    rfid_class: str | None = None
+    serial: str | None = None
+    uptime_s: int | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """After a reboot the log reads as zeros until new sessions happen."""
+        return not self.session_id
+
+    @property
+    def is_running(self) -> bool:
+        return not self.is_empty and self.reason == EndReason.RUNNING and not self.ended_s
+
+    def started_at(self, received_at: datetime | None = None) -> datetime | None:
+        return _session_time(self, self.started_s, self.started_text, received_at)
+
+    def ended_at(self, received_at: datetime | None = None) -> datetime | None:
+        if self.is_running:
+            return None
+        return _session_time(self, self.ended_s, self.ended_text, received_at)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """An unsolicited message (no ID) a P30 sends when something changes."""
+
+    state: ChargingState | None = None
+    plug: PlugState | None = None
+    input: int | None = None
+    enabled_sys: bool | None = None
+    offered_current_a: float | None = None
+    session_energy_kwh: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Report1 | Report2 | Report3 | SessionReport
+Message = Firmware | Ack | Started | Report | StatusUpdate
+
+
+def _session_time(
+    session: SessionReport, seconds: int | None, text: str | None, received_at: datetime | None
+) -> datetime | None:
+    """PROTOCOL.md section 4: the guide says seconds since boot, real stations
+    send epoch values; a value beyond the uptime can only be epoch. A synced
+    clock (timeQ > 0) makes the text timestamp trustworthy."""
+    if session.is_empty:
+        return None
+    if text and session.clock_quality and not text.startswith(("0000", "1970")):
+        try:
+            return datetime.strptime(text.strip()[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    if not seconds:
+        return None
+    if session.uptime_s is not None and seconds > session.uptime_s:
+        return datetime.fromtimestamp(seconds, UTC)
+    if session.uptime_s is not None and received_at is not None:
+        return received_at - timedelta(seconds=session.uptime_s - seconds)
+    return None
+
+
+# Field readers: every wrong type becomes Malformed, never another exception.
+
+
+class _Fields:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        # Peers saw padded and differently cased keys ("E Start   ", "reason ").
+        self.values = {key.strip().lower(): value for key, value in raw.items()}
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+    def number(self, key: str) -> int | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text, 16) if text.lower().startswith("0x") else int(text)
+            except ValueError:
+                raise Malformed(f"field {key!r} should be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Malformed(f"field {key!r} should be a number, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise Malformed(f"field {key!r} should be a whole number, got {value!r}")
+        return int(value)
+
+    def scaled(self, key: str, divisor: float) -> float | None:
+        value = self.number(key)
+        return None if value is None else value / divisor
+
+    def flag(self, key: str) -> bool | None:
+        value = self.number(key)
+        return None if value is None else value != 0
+
+    def text(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise Malformed(f"field {key!r} should be text, got {value!r}")
+        return str(value).strip()
+
+    def enum(self, key: str, kind: type[IntEnum]) -> Any:
+        value = self.number(key)
+        if value is None:
+            return None
+        try:
+            return kind(value)
+        except ValueError:
+            raise Malformed(f"field {key!r} has unknown value {value}") from None
+
+    def tag(self, key: str) -> str | None:
+        text = self.text(key)
+        if not text or set(text) <= {"0"}:
+            return None  # all zeros or empty: no card
+        return text.upper()
+
+
+def _to_object(text: str) -> dict[str, Any]:
+    body = text.strip()
+    if not body.startswith("{"):
+        body = "{" + body.rstrip(",") + "}"  # bare members, as `i` answers
+    body = re.sub(r",\s*}\s*$", "}", body)  # trailing comma before the brace
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise Malformed(f"not KEBA JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise Malformed("not KEBA JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise Malformed(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise Malformed(f"not KEBA JSON: {name} is not a number")
+
+
+def decode(data: bytes) -> Message:
+    """Turn one datagram into a typed message, or raise Malformed."""
+    if not data:
+        raise Malformed("empty datagram")
+    if len(data) > MAX_DATAGRAM:
+        raise Malformed(f"datagram of {len(data)} bytes is too long for KEBA")
+    text = data.decode("latin-1").strip("\x00 \t\r\n")
+    if text.startswith("TCH-OK"):
+        return Ack(True, text)
+    if text.startswith("TCH-ERR"):
+        return Ack(False, text)
+    if text.lower().startswith("started"):
+        return Started(text)
+    if text.startswith("["):
+        raise Malformed("expected a JSON object, got an array")
+    if not text.startswith(("{", '"')):
+        raise Malformed(f"not a KEBA message: {text[:40]!r}")
+    fields = _Fields(_to_object(text))
+    if fields.has("id"):
+        return _decode_report(fields)
+    if fields.has("firmware") and len(fields.values) == 1:
+        firmware = fields.text("firmware")
+        return Firmware(firmware or "")
+    return _decode_status(fields)
+
+
+def _decode_report(f: _Fields) -> Report:
+    report_id = f.number("id")
+    if report_id == 1:
+        return _decode_report1(f)
+    if report_id == 2:
+        return Report2(
+            state=f.enum("state", ChargingState),
+            error_1=f.number("error1"),
+            error_2=f.number("error2"),
+            plug=f.enum("plug", PlugState),
+            auth_on=f.flag("authon"),
+            auth_required=f.flag("authreq"),
+            enabled_sys=f.flag("enable sys"),
+            enabled_user=f.flag("enable user"),
+            offered_current_a=f.scaled("max curr", 1000),
+            duty_cycle_percent=f.scaled("max curr %", 10),
+            hardware_current_a=f.scaled("curr hw", 1000),
+            user_current_a=f.scaled("curr user", 1000),
+            failsafe_current_a=f.scaled("curr fs", 1000),
+            failsafe_timeout_s=f.number("tmo fs"),
+            timer_current_a=f.scaled("curr timer", 1000),
+            timer_seconds_left=f.number("tmo ct"),
+            energy_limit_kwh=f.scaled("setenergy", 10000),
+            output=f.number("output"),
+            input=f.number("input"),
+            x2_source=f.number("x2 phaseswitch source"),
+            x2_phase_switch=f.number("x2 phaseswitch"),
+            serial=f.text("serial"),
+            uptime_s=f.number("sec"),
+        )
+    if report_id == 3:
+        return Report3(
+            voltage_1_v=f.number("u1"),
+            voltage_2_v=f.number("u2"),
+            voltage_3_v=f.number("u3"),
+            current_1_a=f.scaled("i1", 1000),
+            current_2_a=f.scaled("i2", 1000),
+            current_3_a=f.scaled("i3", 1000),
+            power_w=f.scaled("p", 1000),
+            power_factor_percent=f.scaled("pf", 10),
+            session_energy_kwh=f.scaled("e pres", 10000),
+            total_energy_kwh=f.scaled("e total", 10000),
+            serial=f.text("serial"),
+            uptime_s=f.number("sec"),
+        )
+    if report_id is not None and 100 <= report_id <= 130:
+        return SessionReport(
+            report_id=report_id,
+            session_id=f.number("session id"),
+            hardware_current_a=f.scaled("curr hw", 1000),
+            start_energy_kwh=f.scaled("e start", 10000),
+            session_energy_kwh=f.scaled("e pres", 10000),
+            started_s=f.number("started[s]"),
+            ended_s=f.number("ended[s]"),
+            started_text=f.text("started"),
+            ended_text=f.text("ended"),
+            reason=f.number("reason"),
+            clock_quality=f.number("timeq"),
+            rfid_tag=f.tag("rfid tag"),
+            rfid_class=f.tag("rfid class"),
+            serial=f.text("serial"),
+            uptime_s=f.number("sec"),
+        )
+    raise Malformed(f"unknown report ID {report_id}")
+
+
+def _decode_report1(f: _Fields) -> Report1:
+    product, serial, firmware = f.text("product"), f.text("serial"), f.text("firmware")
+    if not product or not serial or not firmware:
+        given = {"Product": product, "Serial": serial, "Firmware": firmware}
+        missing = [name for name, value in given.items() if not value]
+        raise Malformed(f"report 1 lacks {', '.join(missing)}")
+    dip = f.number("dip-sw1")
+    if dip is None:
+        dip = f.number("dip-sw")  # the BMW wallbox has a single DIP field
+    return Report1(
+        product=product,
+        serial=serial,
+        firmware=firmware,
+        com_module=f.flag("com-module"),
+        backend=f.number("backend"),
+        clock_quality=f.number("timeq"),
+        set_boot=f.number("setboot"),
+        dip_switch_1=dip,
+        dip_switch_2=f.number("dip-sw2"),
+        uptime_s=f.number("sec"),
+        product_info=parse_product(product, firmware),
+    )
+
+
+STATUS_KEYS = {"state", "plug", "input", "enable sys", "max curr", "e pres"}
+
+
+def _decode_status(f: _Fields) -> StatusUpdate:
+    known = STATUS_KEYS & f.values.keys()
+    if not known:
+        keys = ", ".join(sorted(f.values)) or "none"
+        raise Malformed(f"message has no ID and no status field (keys: {keys})")
+    return StatusUpdate(
+        state=f.enum("state", ChargingState),
+        plug=f.enum("plug", PlugState),
+        input=f.number("input"),
+        enabled_sys=f.flag("enable sys"),
+        offered_current_a=f.scaled("max curr", 1000),
+        session_energy_kwh=f.scaled("e pres", 10000),
+        extra={k: v for k, v in f.values.items() if k not in STATUS_KEYS},
+    )

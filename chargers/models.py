@@ -1,0 +1,237 @@
+"""Stations, RFID tags, charging sessions, readings, commands and events.
+
+Models carry the rules about their own data; what crosses models or talks to
+stations lives in the gateway and services modules.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.utils import timezone
+
+from chargers.kecontact.commands import normalise_tag
+
+
+class Site(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Station(models.Model):
+    name = models.CharField(max_length=100)
+    address = models.GenericIPAddressField(protocol="IPv4", unique=True)
+    serial = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    product = models.CharField(max_length=64, blank=True)
+    model_label = models.CharField(max_length=64, blank=True)
+    firmware = models.CharField(max_length=100, blank=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL)
+    enabled = models.BooleanField(default=True, help_text="Poll this station.")
+    poll_interval_s = models.PositiveIntegerField(
+        default=10, help_text="Seconds between polls of report 2 and 3; at least 5."
+    )
+    is_online = models.BooleanField(default=False)
+    last_contact = models.DateTimeField(null=True, blank=True)
+    missed_polls = models.PositiveIntegerField(default=0)
+    # The latest status, kept here so pages render without a query per reading.
+    state = models.IntegerField(null=True, blank=True)
+    plug = models.IntegerField(null=True, blank=True)
+    power_w = models.FloatField(null=True, blank=True)
+    session_energy_kwh = models.FloatField(null=True, blank=True)
+    total_energy_kwh = models.FloatField(null=True, blank=True)
+    offered_current_a = models.FloatField(null=True, blank=True)
+    uptime_s = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.address})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # KEBA answers the same report no more often than every 5 s.
+        self.poll_interval_s = max(5, self.poll_interval_s)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def state_label(self) -> str:
+        labels = {
+            0: "starting",
+            1: "not ready",
+            2: "ready",
+            3: "charging",
+            4: "error",
+            5: "interrupted",
+        }
+        return labels.get(self.state, "unknown") if self.state is not None else "unknown"
+
+
+class Tag(models.Model):
+    tag = models.CharField(max_length=16, unique=True, help_text="16 hex digits")
+    tag_class = models.CharField(max_length=20, blank=True)
+    label = models.CharField(max_length=100, blank=True)
+    owner = models.CharField(max_length=100, blank=True)
+    active = models.BooleanField(default=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.label or self.tag
+
+    @staticmethod
+    def normalise(text: str) -> str:
+        return normalise_tag(text)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from chargers.kecontact.errors import InvalidValue
+
+        try:
+            self.tag = self.normalise(self.tag)
+        except InvalidValue as exc:
+            raise ValidationError({"tag": str(exc)}) from None
+
+    @property
+    def is_assigned(self) -> bool:
+        return bool(self.owner or self.label)
+
+
+class Session(models.Model):
+    class Source(models.TextChoices):
+        LIVE = "live", "live observation"
+        LOG = "log", "station log"
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="sessions")
+    keba_session_id = models.PositiveBigIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    energy_kwh = models.FloatField(default=0)
+    start_counter_kwh = models.FloatField(null=True, blank=True)
+    end_reason = models.IntegerField(null=True, blank=True)
+    tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.SET_NULL)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.LIVE)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "keba_session_id"], name="one_session_per_keba_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station.name} #{self.keba_session_id or '?'}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or timezone.now()) - self.started_at
+
+    def close(self, at: datetime, reason: int | None = None) -> None:
+        self.ended_at = at
+        if reason is not None:
+            self.end_reason = reason
+
+
+class Reading(models.Model):
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="readings")
+    at = models.DateTimeField(db_index=True)
+    state = models.IntegerField(null=True)
+    plug = models.IntegerField(null=True)
+    power_w = models.FloatField(null=True)
+    current_1_a = models.FloatField(null=True)
+    current_2_a = models.FloatField(null=True)
+    current_3_a = models.FloatField(null=True)
+    voltage_1_v = models.IntegerField(null=True)
+    voltage_2_v = models.IntegerField(null=True)
+    voltage_3_v = models.IntegerField(null=True)
+    session_energy_kwh = models.FloatField(null=True)
+    total_energy_kwh = models.FloatField(null=True)
+    offered_current_a = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["station", "at"])]
+
+    # What makes a reading worth storing before the heartbeat is due.
+    SIGNIFICANT = ("state", "plug", "offered_current_a")
+
+    def differs_from(self, other: "Reading | None") -> bool:
+        if other is None:
+            return True
+        if any(getattr(self, f) != getattr(other, f) for f in self.SIGNIFICANT):
+            return True
+        # Power moves constantly; only a change of more than 5 % counts.
+        before, now = other.power_w or 0.0, self.power_w or 0.0
+        return abs(now - before) > max(50.0, 0.05 * max(before, now))
+
+
+class Command(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        ACKNOWLEDGED = "acknowledged"
+        VERIFIED = "verified"
+        REFUSED = "refused"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    FINAL = (Status.VERIFIED, Status.REFUSED, Status.FAILED, Status.EXPIRED)
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="commands")
+    wire = models.CharField(max_length=120, help_text="The command as KEBA's guide writes it")
+    requested_by = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    reply = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "station"])]
+
+    def __str__(self) -> str:
+        return f"{self.wire} → {self.station.name}: {self.status}"
+
+    def finish(self, status: "Command.Status", reason: str = "") -> None:
+        self.status = status
+        self.reason = reason[:300]
+        self.finished_at = timezone.now()
+
+
+class Event(models.Model):
+    class Kind(models.TextChoices):
+        ONLINE = "online"
+        OFFLINE = "offline"
+        STATE = "state"
+        PLUG = "plug"
+        REBOOT = "reboot"
+        MOVED = "moved"
+        ERROR = "error"
+        COMMAND = "command"
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    message = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.station.name}: {self.message}"
