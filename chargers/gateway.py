@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chargers import live
-from chargers.kecontact.client import KebaClient, StationMoved
+from chargers.kecontact.client import FoundStation, KebaClient, StationMoved
 from chargers.kecontact.codec import (
     Message,
     Report1,
@@ -74,19 +74,31 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         self.broadcast = broadcast
         self._searched_at = -float("inf")
+        self._resync = asyncio.Event()
 
     # Life cycle
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         unsubscribe = self.client.subscribe(self._on_message)
+        listener = asyncio.create_task(self.serve_requests())
         try:
             while not stop.is_set():
                 await self.sync_stations()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.scan_interval_s)
+                self._resync.clear()
+                stopping = asyncio.create_task(stop.wait())
+                resync = asyncio.create_task(self._resync.wait())
+                await asyncio.wait(
+                    {stopping, resync},
+                    timeout=self.settings.scan_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                stopping.cancel()
+                resync.cancel()
         finally:
             unsubscribe()
+            listener.cancel()
+            await asyncio.gather(listener, *self._background, return_exceptions=True)
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -108,13 +120,41 @@ class Gateway:
         """Act now: a command was queued or the station reported a change."""
         if station_id in self._nudges:
             self._nudges[station_id].set()
+        else:
+            self._resync.set()  # a station added since the last scan
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def serve_requests(self) -> None:
+        """Wake-ups and questions from views, tasks and the admin (see live.py)."""
+        async for request in live.gateway_requests():
+            kind = request.get("type")
+            if kind == "gateway.wake" and isinstance(request.get("station"), int):
+                self.nudge(request["station"])
+            elif kind in ("gateway.identify", "gateway.discover") and request.get("reply_to"):
+                self._in_background(self._answer(request))
+
+    async def _answer(self, request: dict[str, Any]) -> None:
+        try:
+            if request["type"] == "gateway.identify":
+                address = str(request.get("address", ""))
+                found = [FoundStation(address, await self.client.identify(address))]
+            elif request.get("network"):
+                found = await self.client.scan(str(request["network"]))
+            else:
+                found = await self.client.discover(self.broadcast)
+            reply: dict[str, Any] = {"ok": True, "stations": [describe(f) for f in found]}
+        except (KebaError, ValueError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        await live.answer(request["reply_to"], reply)
 
     def _on_message(self, host: str, message: Message | StationMoved) -> None:
         # Routing only: the station's own task does the work.
         if isinstance(message, StationMoved):
-            task = asyncio.create_task(db(_record_move)(message.serial, message.new_host))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(db(_record_move)(message.serial, message.new_host))
             return
         station_id = self._hosts.get(host)
         if station_id is None:
@@ -256,7 +296,8 @@ class Gateway:
 
     async def execute_commands(self, station: Station) -> None:
         """Send pending commands in order, then verify each in report 2."""
-        while (row := await db(_next_pending_command)(station.pk)) is not None:
+        # Each row at most once per pass: a retry waits for the next poll.
+        for row in await db(_pending_commands)(station.pk):
             await self.execute(station, row)
 
     async def execute(self, station: Station, row: Command) -> None:
@@ -278,7 +319,7 @@ class Gateway:
             return
         except Timeout as exc:
             await db(_retry_or_fail)(row, self.settings.command_attempts, str(exc))
-            raise
+            return
         await db(_acknowledge)(row, str(getattr(ack, "text", "")))
         status = await self.client.report(station.address, 2)
         assert isinstance(status, Report2)
@@ -287,6 +328,22 @@ class Gateway:
             await db(_finish)(row, Command.Status.VERIFIED, "report 2 shows the change")
         else:
             await db(_retry_or_fail)(row, self.settings.command_attempts, problem)
+
+
+def describe(found: FoundStation) -> dict[str, Any]:
+    """A found station as plain values, for the admin and the command line."""
+    report, info = found.report, found.report.product_info
+    return {
+        "address": found.host,
+        "serial": report.serial,
+        "product": report.product,
+        "firmware": report.firmware,
+        "model_label": info.label if info else "",
+        "capabilities": sorted(str(c) for c in info.capabilities) if info else [],
+        "udp_supported": info.udp_supported if info else True,
+        "udp_enabled": report.udp_enabled,
+        "note": info.note if info else "",
+    }
 
 
 def verify(command: WireCommand, status: Report2) -> str | None:
@@ -439,18 +496,11 @@ def _record_plug_without_log(station_id: int, car_connected: bool) -> None:
             session.save()
 
 
-def _next_pending_command(station_id: int) -> Command | None:
-    now = timezone.now()
-    expired = Command.objects.filter(
-        station_id=station_id, status=Command.Status.PENDING, expires_at__lt=now
-    )
-    for row in expired:
+def _pending_commands(station_id: int) -> list[Command]:
+    pending = Command.objects.filter(station_id=station_id, status=Command.Status.PENDING)
+    for row in pending.filter(expires_at__lt=timezone.now()):
         _finish(row, Command.Status.EXPIRED, "not executed before it expired")
-    return (
-        Command.objects.filter(station_id=station_id, status=Command.Status.PENDING)
-        .order_by("created_at", "id")
-        .first()
-    )
+    return list(pending.order_by("created_at", "id"))
 
 
 def _mark_sent(row: Command) -> None:

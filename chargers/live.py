@@ -1,21 +1,81 @@
-"""The only module that sends to the channel layer: live status for browsers."""
+"""The only module that talks on the channel layer.
 
+Two kinds of traffic: live status for browsers (one group per station plus
+one for all), and requests to the gateway, which owns UDP port 7090 — a
+wake-up after a command row was written, or a question such as "identify
+the station at this address" that waits for the gateway's answer.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 
 ALL_STATIONS_GROUP = "stations"
+GATEWAY_GROUP = "gateway"
+
+
+class GatewayUnavailable(Exception):
+    """No gateway answered: it is not running, or runs without a shared channel layer."""
 
 
 def station_group(station_id: int) -> str:
     return f"station-{station_id}"
 
 
+def _layer() -> BaseChannelLayer | None:
+    return get_channel_layer()
+
+
 async def publish_status(station_id: int, status: dict[str, Any]) -> None:
     """Send a station's new status to its own group and to the group of all."""
-    layer = get_channel_layer()
+    layer = _layer()
     if layer is None:
         return
     message = {"type": "station.status", "station": station_id, "status": status}
     await layer.group_send(station_group(station_id), message)
     await layer.group_send(ALL_STATIONS_GROUP, message)
+
+
+async def wake_gateway(station_id: int) -> None:
+    """Tell the gateway a command row is waiting; its periodic scan is the fallback."""
+    layer = _layer()
+    if layer is not None:
+        await layer.group_send(GATEWAY_GROUP, {"type": "gateway.wake", "station": station_id})
+
+
+async def ask_gateway(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Send a request to the gateway and wait for its reply."""
+    layer = _layer()
+    if layer is None:
+        raise GatewayUnavailable("no channel layer is configured")
+    reply_to = await layer.new_channel()
+    await layer.group_send(GATEWAY_GROUP, request | {"reply_to": reply_to})
+    try:
+        return dict(await asyncio.wait_for(layer.receive(reply_to), timeout_s))
+    except TimeoutError:
+        raise GatewayUnavailable(
+            "the gateway did not answer: is `manage.py serve` (or `manage.py gateway`) "
+            "running? With several processes, set REDIS_URL so that they can talk."
+        ) from None
+
+
+async def answer(reply_to: str, reply: dict[str, Any]) -> None:
+    layer = _layer()
+    if layer is not None:
+        await layer.send(reply_to, {"type": "gateway.reply"} | reply)
+
+
+async def gateway_requests() -> AsyncIterator[dict[str, Any]]:
+    """What others ask of the gateway, for as long as the caller keeps reading."""
+    layer = _layer()
+    if layer is None:
+        return
+    channel = await layer.new_channel()
+    await layer.group_add(GATEWAY_GROUP, channel)
+    try:
+        while True:
+            yield dict(await layer.receive(channel))
+    finally:
+        await layer.group_discard(GATEWAY_GROUP, channel)

@@ -1,15 +1,21 @@
 """The gateway against emulated stations over real UDP and a real database."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from chargers import live, services
 from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
-from chargers.kecontact.emulator import Car, Fleet
+from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Station
 from tests.emulated import fleet_and_client
 
@@ -143,3 +149,103 @@ async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
             await until(lambda: Session.objects.count() == 2)
     first = await sync_to_async(Session.objects.get)(keba_session_id=1)
     assert first.ended_at is not None
+
+
+async def test_a_queued_command_wakes_the_gateway_at_once() -> None:
+    async with fleet_and_client(speed=1) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        station = await sync_to_async(Station.objects.create)(
+            name="Slow", address="127.0.0.2", poll_interval_s=3600
+        )
+        async with running(client):
+            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            row = await sync_to_async(services.queue_command)(station, "curr 12000", "test")
+            # The next poll is an hour away: only the wake-up can get this verified.
+            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+    assert emulated.user_current_ma == 12000
+
+
+async def test_it_expires_a_command_that_waited_too_long_without_sending_it() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        station = await sync_to_async(add_station)("127.0.0.2")
+        row = await sync_to_async(services.queue_command)(
+            station, "curr 10000", "test", lifetime=timedelta(seconds=-1)
+        )
+        async with running(client):
+            await until(lambda: Command.objects.get(pk=row.pk).status == "expired")
+    assert "curr 10000" not in emulated.received
+
+
+async def test_it_retries_a_command_the_station_did_not_answer() -> None:
+    async with fleet_and_client(speed=50, reply_timeout_s=0.2, retries=0) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        station = await sync_to_async(add_station)("127.0.0.2")
+        async with running(client):
+            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            emulated.faults.unanswered = {"ena"}  # the first `ena 0` is lost
+            row = await sync_to_async(services.queue_command)(station, "ena 0", "test")
+            await until(lambda: Command.objects.get(pk=row.pk).attempts >= 1)
+            emulated.faults.unanswered = set()
+            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+    await row.arefresh_from_db()
+    assert row.attempts >= 2
+    assert emulated.enabled_user is False
+
+
+async def test_it_gives_up_on_a_command_after_bounded_attempts() -> None:
+    async with fleet_and_client(speed=200, reply_timeout_s=0.2, retries=0) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        station = await sync_to_async(add_station)("127.0.0.2")
+        async with running(client):
+            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            emulated.faults.unanswered = {"curr"}
+            row = await sync_to_async(services.queue_command)(station, "curr 8000", "test")
+            await until(lambda: Command.objects.get(pk=row.pk).status == "failed", 30)
+    await row.arefresh_from_db()
+    assert row.attempts == FAST.command_attempts
+    assert "gave up after 3 attempts" in row.reason and "no reply" in row.reason
+
+
+async def test_it_converges_under_30_percent_packet_loss() -> None:
+    async with fleet_and_client(speed=100, reply_timeout_s=0.1, retries=3) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c", faults=Faults(loss=0.3), seed=11)
+        for kwh in (1.0, 2.0):
+            await charge_one_session(fleet, "127.0.0.2", kwh)
+        station = await sync_to_async(add_station)("127.0.0.2")
+        row = await sync_to_async(services.queue_command)(station, "curr 14000", "test")
+        async with running(client):
+            emulated.plug_in(Car())
+            await until(lambda: Command.objects.get(pk=row.pk).status == "verified", 60)
+            await until(lambda: Session.objects.count() == 3, 60)
+            await until(
+                lambda: Session.objects.filter(keba_session_id=3, energy_kwh__gt=0).exists(), 60
+            )
+    sessions = await sync_to_async(lambda: list(Session.objects.order_by("keba_session_id")))()
+    assert [round(s.energy_kwh, 1) for s in sessions[:2]] == [1.0, 2.0]
+    assert sessions[2].ended_at is None
+
+
+async def test_it_publishes_each_status_change_to_the_station_groups() -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel()
+    await layer.group_add(live.ALL_STATIONS_GROUP, channel)
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated.plug_in(Car())
+        async with running(client):
+            message = await asyncio.wait_for(layer.receive(channel), 20)
+            while message["status"]["state"] != 3:
+                message = await asyncio.wait_for(layer.receive(channel), 20)
+    assert message["type"] == "station.status"
+    assert message["station"] == station.pk
+    assert message["status"]["state_label"] == "charging"
+
+
+def test_a_second_gateway_on_the_same_address_is_refused_with_a_clear_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+        first.bind(("127.0.8.1", 7090))
+        with pytest.raises(CommandError, match="already in use by another program"):
+            call_command("gateway", "--bind", "127.0.8.1")

@@ -77,6 +77,9 @@ class Faults:
     delay_s: float = 0.0  # real seconds before each reply
     duplicate: float = 0.0  # probability that a reply is sent twice
     garbage: float = 0.0  # probability that a reply is replaced by junk
+    # Commands (by name) the station neither executes nor answers, as when
+    # a datagram is lost on the way in.
+    unanswered: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -405,6 +408,8 @@ class EmulatedStation:
             return
         if not self.udp_enabled and text not in ("i", "report 1"):
             return  # DIP switch DSW1.3 off: only identification answers
+        if text.split(" ", 1)[0] in self.faults.unanswered:
+            return
         self._advance()
         if text != "i":
             self._last_sender = sender
