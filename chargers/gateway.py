@@ -7,17 +7,17 @@ work runs in `sync_to_async` steps that tests can call directly.
 """
 
 import asyncio
-import contextlib
 import logging
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from chargers import live
+from chargers import live, recorder
 from chargers.kecontact.client import FoundStation, KebaClient, StationMoved
 from chargers.kecontact.codec import (
     Message,
@@ -33,7 +33,7 @@ from chargers.kecontact.commands import parse_command
 from chargers.kecontact.errors import KebaError, Refused, Timeout, Unsupported
 from chargers.kecontact.products import Capability
 from chargers.kecontact.timing import Clock
-from chargers.models import Command, Event, Reading, Session, Station, Tag
+from chargers.models import Command, Event, Session, Station, Tag
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class GatewaySettings:
     command_attempts: int = 3
     scan_interval_s: float = 5.0  # look for new stations and commands
     search_interval_s: float = 60.0  # broadcast for stations that went silent
+    flush_interval_s: float = 1.0  # real seconds between batched writes
+    stop_grace_s: float = 5.0  # real seconds a stop waits for exchanges in flight
 
 
 def db(function: Any) -> Any:
@@ -69,7 +71,7 @@ class Gateway:
         self._car_connected: dict[int, bool] = {}
         self._uptime: dict[int, int] = {}
         self._restarted: set[int] = set()  # sent the boot line since the last poll
-        self._last_reading: dict[int, Reading] = {}
+        self.recorder = recorder.Recorder(self.settings.heartbeat_s)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.broadcast = broadcast
@@ -82,6 +84,7 @@ class Gateway:
         self._stop = stop
         unsubscribe = self.client.subscribe(self._on_message)
         listener = asyncio.create_task(self.serve_requests())
+        flusher = asyncio.create_task(self.flush_forever())
         try:
             while not stop.is_set():
                 await self.sync_stations()
@@ -97,12 +100,18 @@ class Gateway:
                 resync.cancel()
         finally:
             unsubscribe()
-            listener.cancel()
-            await asyncio.gather(listener, *self._background, return_exceptions=True)
-            for task in self._tasks.values():
+            # Let each station finish the exchange in flight, then store it all.
+            for nudge in self._nudges.values():
+                nudge.set()
+            if self._tasks:
+                await asyncio.wait(self._tasks.values(), timeout=self.settings.stop_grace_s)
+            for task in [listener, flusher, *self._tasks.values()]:
                 task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await asyncio.gather(
+                listener, flusher, *self._tasks.values(), *self._background, return_exceptions=True
+            )
             self._tasks.clear()
+            await self.flush()  # what was observed before the stop is kept
 
     async def sync_stations(self) -> None:
         """Start a task for each enabled station; stop those that went away."""
@@ -165,29 +174,53 @@ class Gateway:
             self.nudge(station_id)
 
     async def station_loop(self, station_id: int) -> None:
-        connected = False
+        identified = nudged = False
+        last_poll = next_poll = -math.inf
+        repeat_s = self.client.timing.report_repeat_s
         while not self._stop.is_set():
             station = await db(Station.objects.get)(pk=station_id)
             try:
-                if not connected:
+                if not identified:
                     await self.connect(station)
-                    connected = True
+                    identified = True
                     station = await db(Station.objects.get)(pk=station_id)
-                await self.poll(station)
-                await self.execute_commands(station)
+                if await self.execute_commands(station):
+                    # Poll again soon to see the effect, but not before KEBA's 5 s.
+                    next_poll = min(next_poll, self.clock.monotonic() + repeat_s)
+                if nudged:  # a status message: something changed
+                    next_poll = min(next_poll, last_poll + repeat_s)
+                if self.clock.monotonic() >= next_poll:
+                    identified = await self.poll(station)
+                    last_poll = self.clock.monotonic()
+                    next_poll = last_poll + station.poll_interval_s
             except Timeout:
-                connected = False
+                identified = False
                 await db(_record_missed_poll)(station_id, self.settings.offline_after_missed)
+                delay = await db(_poll_delay)(station_id, self.settings)
+                next_poll = self.clock.monotonic() + delay
                 await self.look_for_moved_stations()
             except KebaError as exc:
                 await db(_log_event)(station_id, Event.Kind.ERROR, str(exc))
-            await self._wait(station_id, await db(_poll_delay)(station_id, self.settings))
+                next_poll = self.clock.monotonic() + station.poll_interval_s
+            nudged = await self._wait(station_id, next_poll - self.clock.monotonic())
 
-    async def _wait(self, station_id: int, delay_s: float) -> None:
+    async def _wait(self, station_id: int, delay_s: float) -> bool:
+        """Sleep until the next poll is due; True when nudged before that."""
         nudge = self._nudges[station_id]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(nudge.wait(), self.clock.to_real(delay_s))
+        try:
+            await asyncio.wait_for(nudge.wait(), self.clock.to_real(max(0.0, delay_s)))
+        except TimeoutError:
+            return False
         nudge.clear()
+        return True
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        await db(recorder.write)(self.recorder.take())
 
     # Steps
 
@@ -221,7 +254,8 @@ class Gateway:
             stored += 1
         return stored
 
-    async def poll(self, station: Station) -> None:
+    async def poll(self, station: Station) -> bool:
+        """Read reports 2 and 3; False when the station restarted and must be identified."""
         status = await self.client.report(station.address, 2)
         meter = await self.client.report(station.address, 3)
         assert isinstance(status, Report2) and isinstance(meter, Report3)
@@ -232,6 +266,7 @@ class Gateway:
         if status.uptime_s is not None:
             self._uptime[pk] = status.uptime_s
         if rebooted:
+            await self.flush()
             await db(_record_reboot)(pk)
         car = bool(status.plug and status.plug.car_connected)
         if self._car_connected.get(pk) != car or rebooted:
@@ -240,65 +275,17 @@ class Gateway:
                 await self.import_log(station, newest_only=True)
             else:
                 await db(_record_plug_without_log)(pk, car)
-        reading = await db(self._store_reading)(pk, status, meter)
-        await live.publish_status(pk, reading)
+        if self.recorder.observe(pk, status, meter, timezone.now()):
+            await live.publish_status(pk, recorder.status_payload(status, meter))
+        return not rebooted
 
-    def _store_reading(self, station_id: int, status: Report2, meter: Report3) -> dict[str, Any]:
-        now = timezone.now()
-        reading = Reading(
-            station_id=station_id,
-            at=now,
-            state=status.state,
-            plug=status.plug,
-            power_w=meter.power_w,
-            current_1_a=meter.current_1_a,
-            current_2_a=meter.current_2_a,
-            current_3_a=meter.current_3_a,
-            voltage_1_v=meter.voltage_1_v,
-            voltage_2_v=meter.voltage_2_v,
-            voltage_3_v=meter.voltage_3_v,
-            session_energy_kwh=meter.session_energy_kwh,
-            total_energy_kwh=meter.total_energy_kwh,
-            offered_current_a=status.offered_current_a,
-        )
-        with transaction.atomic():
-            station = Station.objects.select_for_update().get(pk=station_id)
-            previous = self._last_reading.get(station_id)
-            heartbeat_due = previous is None or (now - previous.at) > timedelta(
-                seconds=self.settings.heartbeat_s
-            )
-            if reading.differs_from(previous) or heartbeat_due:
-                reading.save()
-                self._last_reading[station_id] = reading
-            _note_changes(station, status)
-            station.state, station.plug = status.state, status.plug
-            station.power_w = meter.power_w
-            station.session_energy_kwh = meter.session_energy_kwh
-            station.total_energy_kwh = meter.total_energy_kwh
-            station.offered_current_a = status.offered_current_a
-            station.uptime_s = status.uptime_s
-            _mark_online(station, now)
-            station.save()
-            Session.objects.filter(station_id=station_id, ended_at=None).update(
-                energy_kwh=meter.session_energy_kwh or 0
-            )
-        return {
-            "state": status.state,
-            "state_label": station.state_label,
-            "plug": status.plug,
-            "power_w": meter.power_w,
-            "session_energy_kwh": meter.session_energy_kwh,
-            "total_energy_kwh": meter.total_energy_kwh,
-            "offered_current_a": status.offered_current_a,
-            "is_online": True,
-            "at": now.isoformat(),
-        }
-
-    async def execute_commands(self, station: Station) -> None:
-        """Send pending commands in order, then verify each in report 2."""
+    async def execute_commands(self, station: Station) -> bool:
+        """Send pending commands in order, verifying each in report 2; True if any."""
         # Each row at most once per pass: a retry waits for the next poll.
-        for row in await db(_pending_commands)(station.pk):
+        rows = await db(_pending_commands)(station.pk)
+        for row in rows:
             await self.execute(station, row)
+        return bool(rows)
 
     async def execute(self, station: Station, row: Command) -> None:
         try:
@@ -382,16 +369,9 @@ def _log_event(station_id: int, kind: str, message: str) -> None:
 def _mark_online(station: Station, now: datetime) -> None:
     if not station.is_online:
         station.is_online = True
-        _log_event(station.pk, Event.Kind.ONLINE, "answers again")
+        _log_event(station.pk, Event.Kind.ONLINE, "answers")
     station.last_contact = now
     station.missed_polls = 0
-
-
-def _note_changes(station: Station, status: Report2) -> None:
-    if status.state is not None and station.state != status.state:
-        _log_event(station.pk, Event.Kind.STATE, f"state: {status.state.name.lower()}")
-    if status.plug is not None and station.plug != status.plug:
-        _log_event(station.pk, Event.Kind.PLUG, f"plug: {status.plug.name.lower()}")
 
 
 def _record_identity(station_id: int, identity: Report1) -> None:

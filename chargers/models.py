@@ -58,17 +58,18 @@ class Station(models.Model):
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    STATE_LABELS = {
+        0: "starting",
+        1: "not ready",
+        2: "ready",
+        3: "charging",
+        4: "error",
+        5: "interrupted",
+    }
+
     @property
     def state_label(self) -> str:
-        labels = {
-            0: "starting",
-            1: "not ready",
-            2: "ready",
-            3: "charging",
-            4: "error",
-            5: "interrupted",
-        }
-        return labels.get(self.state, "unknown") if self.state is not None else "unknown"
+        return self.STATE_LABELS.get(self.state, "unknown") if self.state is not None else "unknown"
 
 
 class Tag(models.Model):

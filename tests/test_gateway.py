@@ -17,7 +17,7 @@ from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Station
-from tests.emulated import fleet_and_client
+from tests.emulated import fleet_and_client, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,3 +249,23 @@ def test_a_second_gateway_on_the_same_address_is_refused_with_a_clear_error() ->
         first.bind(("127.0.8.1", 7090))
         with pytest.raises(CommandError, match="already in use by another program"):
             call_command("gateway", "--bind", "127.0.8.1")
+
+
+async def test_a_stop_stores_what_was_observed_and_a_restart_continues() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add("127.0.0.2", "p30c")
+        await sync_to_async(add_station)("127.0.0.2")
+        emulated.plug_in(Car())
+        slow_writes = GatewaySettings(scan_interval_s=0.2, flush_interval_s=3600)
+        gateway = Gateway(client, settings=slow_writes)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await until(lambda: Session.objects.exists())  # the log import is written at once
+        await wait_for(lambda: "report 3" in emulated.received)
+        stop.set()  # the exchange in flight finishes, and what it saw is written
+        await asyncio.wait_for(task, 10)
+        stored_at_stop = await sync_to_async(Reading.objects.count)()
+        async with running(client):
+            await until(lambda: Reading.objects.count() > stored_at_stop)
+    assert stored_at_stop >= 1  # nothing was flushed before the stop: the stop wrote it
+    assert await sync_to_async(Session.objects.count)() == 1

@@ -1,0 +1,151 @@
+"""Turns what polls observe into few database writes.
+
+Polls happen in the event loop; `observe` decides there, in memory, which
+readings are worth keeping (a significant change, or the heartbeat) and what
+browsers should be told. `take` hands the batch over, and `write` stores it
+in one transaction, so 200 stations polled every 5 s cost a few writes a second.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from chargers.kecontact.codec import Report2, Report3
+from chargers.models import Event, Reading, Session, Station
+
+STATION_FIELDS = [
+    "state",
+    "plug",
+    "power_w",
+    "session_energy_kwh",
+    "total_energy_kwh",
+    "offered_current_a",
+    "uptime_s",
+    "is_online",
+    "last_contact",
+    "missed_polls",
+]
+
+
+@dataclass
+class Observation:
+    status: Report2
+    meter: Report3
+    at: datetime
+
+
+@dataclass
+class Batch:
+    readings: list[Reading] = field(default_factory=list)
+    latest: dict[int, Observation] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.latest)
+
+
+class Recorder:
+    def __init__(self, heartbeat_s: float) -> None:
+        self.heartbeat = timedelta(seconds=heartbeat_s)
+        self._batch = Batch()
+        self._last_stored: dict[int, Reading] = {}
+        self._last_published: dict[int, dict[str, Any]] = {}
+
+    def observe(self, station_id: int, status: Report2, meter: Report3, at: datetime) -> bool:
+        """Note one poll; True when the station's status changed (worth publishing)."""
+        reading = Reading(
+            station_id=station_id,
+            at=at,
+            state=status.state,
+            plug=status.plug,
+            power_w=meter.power_w,
+            current_1_a=meter.current_1_a,
+            current_2_a=meter.current_2_a,
+            current_3_a=meter.current_3_a,
+            voltage_1_v=meter.voltage_1_v,
+            voltage_2_v=meter.voltage_2_v,
+            voltage_3_v=meter.voltage_3_v,
+            session_energy_kwh=meter.session_energy_kwh,
+            total_energy_kwh=meter.total_energy_kwh,
+            offered_current_a=status.offered_current_a,
+        )
+        previous = self._last_stored.get(station_id)
+        if reading.differs_from(previous) or (previous and at - previous.at >= self.heartbeat):
+            self._batch.readings.append(reading)
+            self._last_stored[station_id] = reading
+        self._batch.latest[station_id] = Observation(status, meter, at)
+        shown = status_payload(status, meter)
+        changed = self._last_published.get(station_id) != shown
+        self._last_published[station_id] = shown
+        return changed
+
+    def take(self) -> Batch:
+        batch, self._batch = self._batch, Batch()
+        return batch
+
+
+def status_payload(status: Report2, meter: Report3) -> dict[str, Any]:
+    """What a live page shows of a station."""
+    state = int(status.state) if status.state is not None else None
+    return {
+        "state": state,
+        "state_label": Station.STATE_LABELS.get(state, "unknown") if state is not None else "",
+        "plug": int(status.plug) if status.plug is not None else None,
+        "car_connected": bool(status.plug and status.plug.car_connected),
+        "power_w": meter.power_w,
+        "session_energy_kwh": meter.session_energy_kwh,
+        "total_energy_kwh": meter.total_energy_kwh,
+        "offered_current_a": status.offered_current_a,
+        "is_online": True,
+    }
+
+
+def write(batch: Batch) -> None:
+    """Store a batch in one transaction (synchronous: run it through sync_to_async)."""
+    if not batch:
+        return
+    with transaction.atomic():
+        Reading.objects.bulk_create(batch.readings)
+        stations = Station.objects.in_bulk(list(batch.latest))
+        events: list[Event] = []
+        for station_id, seen in batch.latest.items():
+            station = stations.get(station_id)
+            if station is None:
+                continue  # deleted meanwhile
+            events += _changes(station, seen)
+            _apply(station, seen)
+            if seen.status.plug and seen.status.plug.car_connected:
+                Session.objects.filter(station_id=station_id, ended_at=None).update(
+                    energy_kwh=seen.meter.session_energy_kwh or 0
+                )
+        Station.objects.bulk_update(stations.values(), STATION_FIELDS)
+        Event.objects.bulk_create(events)
+
+
+def _changes(station: Station, seen: Observation) -> list[Event]:
+    events = []
+    status = seen.status
+    if not station.is_online:
+        events.append(Event(station=station, at=seen.at, kind=Event.Kind.ONLINE, message="answers"))
+    if status.state is not None and station.state != status.state:
+        message = f"state: {Station.STATE_LABELS.get(int(status.state), 'unknown')}"
+        events.append(Event(station=station, at=seen.at, kind=Event.Kind.STATE, message=message))
+    if status.plug is not None and station.plug != status.plug:
+        message = f"plug: {status.plug.name.lower().replace('_', ' ')}"
+        events.append(Event(station=station, at=seen.at, kind=Event.Kind.PLUG, message=message))
+    return events
+
+
+def _apply(station: Station, seen: Observation) -> None:
+    status, meter = seen.status, seen.meter
+    station.state = int(status.state) if status.state is not None else None
+    station.plug = int(status.plug) if status.plug is not None else None
+    station.power_w = meter.power_w
+    station.session_energy_kwh = meter.session_energy_kwh
+    station.total_energy_kwh = meter.total_energy_kwh
+    station.offered_current_a = status.offered_current_a
+    station.uptime_s = status.uptime_s
+    station.is_online = True
+    station.last_contact = seen.at
+    station.missed_polls = 0
