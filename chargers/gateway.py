@@ -61,6 +61,7 @@ class Gateway:
         clock: Clock | None = None,
         settings: GatewaySettings | None = None,
         broadcast: str = "255.255.255.255",
+        site: str | None = None,
     ) -> None:
         self.client = client
         self.clock = clock or client.clock
@@ -75,6 +76,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.broadcast = broadcast
+        self.site = site  # at scale, one gateway per site owns that site's stations
         self._searched_at = -float("inf")
         self._resync = asyncio.Event()
 
@@ -115,7 +117,7 @@ class Gateway:
 
     async def sync_stations(self) -> None:
         """Start a task for each enabled station; stop those that went away."""
-        wanted = await db(_enabled_stations)()
+        wanted = await db(_enabled_stations)(self.site)
         self._hosts = {address: pk for pk, address in wanted}
         for pk in list(self._tasks):
             if pk not in self._hosts.values() or self._tasks[pk].done():
@@ -358,8 +360,11 @@ def verify(command: WireCommand, status: Report2) -> str | None:
 # Database steps (synchronous; run through `db`)
 
 
-def _enabled_stations() -> list[tuple[int, str]]:
-    return list(Station.objects.filter(enabled=True).values_list("pk", "address"))
+def _enabled_stations(site: str | None) -> list[tuple[int, str]]:
+    stations = Station.objects.filter(enabled=True)
+    if site is not None:
+        stations = stations.filter(site__name=site)
+    return list(stations.values_list("pk", "address"))
 
 
 def _log_event(station_id: int, kind: str, message: str) -> None:

@@ -4,12 +4,15 @@ Models carry the rules about their own data; what crosses models or talks to
 stations lives in the gateway and services modules.
 """
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from chargers.kecontact.commands import normalise_tag
+from chargers.kecontact.errors import InvalidValue
 
 
 class Site(models.Model):
@@ -88,15 +91,15 @@ class Tag(models.Model):
     def normalise(text: str) -> str:
         return normalise_tag(text)
 
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from chargers.kecontact.errors import InvalidValue
-
-        try:
-            self.tag = self.normalise(self.tag)
-        except InvalidValue as exc:
-            raise ValidationError({"tag": str(exc)}) from None
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        # Normalise before the field checks, so "04 a1 b2 c3" is accepted and a bad
+        # tag gets one clear error, not a second one from the length check.
+        if not exclude or "tag" not in exclude:
+            try:
+                self.tag = self.normalise(self.tag)
+            except InvalidValue as exc:
+                raise ValidationError({"tag": str(exc)}) from None
+        super().clean_fields(exclude=exclude)
 
     @property
     def is_assigned(self) -> bool:

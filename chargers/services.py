@@ -87,7 +87,8 @@ def register_station(name: str, address: str) -> Station:
     station = Station(name=name or found["model_label"] or address, address=address)
     apply_identity(station, found)
     try:
-        station.save()
+        with transaction.atomic():  # keeps a caller's transaction usable after a clash
+            station.save()
     except IntegrityError:
         raise StationError(f"another station already uses the address {address}") from None
     transaction.on_commit(lambda: async_to_sync(live.wake_gateway)(station.pk))

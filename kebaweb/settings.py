@@ -114,6 +114,8 @@ CSRF_TRUSTED_ORIGINS = env_list("KEBAWEB_CSRF_TRUSTED_ORIGINS", "")
 
 # The address the gateway's UDP socket binds (port 7090 is fixed by KEBA).
 KEBA_BIND = env_ipv4("KEBA_BIND", "0.0.0.0")
+# Where the gateway asks "who is there?" when a station went silent (DHCP).
+KEBA_BROADCAST = env_ipv4("KEBA_BROADCAST", "255.255.255.255")
 
 INSTALLED_APPS = [
     "daphne",
@@ -205,6 +207,27 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# --- Retention of readings (chargers/retention.py, run daily by django-q2) ---
+# Readings younger than READINGS_FULL_DAYS stay as stored; older ones keep one
+# per minute per station, and after READINGS_MINUTE_DAYS one per
+# READINGS_COARSE_MINUTES. Readings where state or plug changed always stay.
+READINGS_FULL_DAYS = env_int("KEBAWEB_READINGS_FULL_DAYS", 2)
+READINGS_MINUTE_DAYS = env_int("KEBAWEB_READINGS_MINUTE_DAYS", 30)
+READINGS_COARSE_MINUTES = env_int("KEBAWEB_READINGS_COARSE_MINUTES", 15)
+if READINGS_FULL_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"KEBAWEB_READINGS_FULL_DAYS={READINGS_FULL_DAYS}: expected 0 or more"
+    )
+if READINGS_MINUTE_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"KEBAWEB_READINGS_MINUTE_DAYS={READINGS_MINUTE_DAYS}: expected 0 or more"
+    )
+if not 1 <= READINGS_COARSE_MINUTES <= 1440:
+    raise ImproperlyConfigured(
+        f"KEBAWEB_READINGS_COARSE_MINUTES={READINGS_COARSE_MINUTES}: expected 1 to 1440"
+    )
+# --- end of retention ---
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

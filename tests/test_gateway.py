@@ -16,7 +16,7 @@ from chargers import live, services
 from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Faults, Fleet
-from chargers.models import Command, Event, Reading, Session, Station
+from chargers.models import Command, Event, Reading, Session, Site, Station
 from tests.emulated import fleet_and_client, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -269,3 +269,26 @@ async def test_a_stop_stores_what_was_observed_and_a_restart_continues() -> None
             await until(lambda: Reading.objects.count() > stored_at_stop)
     assert stored_at_stop >= 1  # nothing was flushed before the stop: the stop wrote it
     assert await sync_to_async(Session.objects.count)() == 1
+
+
+async def test_a_gateway_for_one_site_leaves_other_sites_stations_alone() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        await fleet.add("127.0.0.2", "p30c")
+        other = await fleet.add("127.0.0.3", "p30c")
+
+        def two_sites() -> tuple[Station, Station]:
+            here, there = Site.objects.create(name="Garage"), Site.objects.create(name="Office")
+            return (
+                Station.objects.create(name="A", address="127.0.0.2", site=here),
+                Station.objects.create(name="B", address="127.0.0.3", site=there),
+            )
+
+        mine, theirs = await sync_to_async(two_sites)()
+        gateway = Gateway(client, settings=FAST, site="Garage")
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await until(lambda: Station.objects.get(pk=mine.pk).is_online)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    await theirs.arefresh_from_db()
+    assert not theirs.is_online and other.received == []

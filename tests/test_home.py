@@ -1,10 +1,40 @@
-"""The home page, before any station is configured."""
+"""The home page: every station's latest status, rendered on the server."""
 
+from datetime import timedelta
+
+import pytest
 from django.test import Client
+from django.utils import timezone
+
+from chargers.models import Session, Station
+
+pytestmark = pytest.mark.django_db
 
 
 def test_it_says_no_stations_are_configured(client: Client) -> None:
     response = client.get("/")
     assert response.status_code == 200
-    assert b"KEBA stations" in response.content
     assert b"No stations are configured yet" in response.content
+
+
+def test_it_shows_each_station_with_its_latest_status(client: Client) -> None:
+    now = timezone.now()
+    garage = Station.objects.create(
+        name="Garage",
+        address="192.0.2.10",
+        model_label="P30 c-series",
+        is_online=True,
+        state=3,
+        power_w=11040.0,
+        session_energy_kwh=4.25,
+        last_contact=now,
+    )
+    Station.objects.create(name="Carport", address="192.0.2.11", is_online=False)
+    Session.objects.create(
+        station=garage, keba_session_id=7, started_at=now - timedelta(hours=1), energy_kwh=4.25
+    )
+    page = client.get("/").content.decode()
+    assert "Garage" in page and "P30 c-series" in page
+    assert "charging" in page and "11040 W" in page and "4.25 kWh" in page
+    assert "Carport" in page and "offline" in page
+    assert "No stations are configured yet" not in page

@@ -1,0 +1,479 @@
+"""The admin: stations, their commands and events, sessions, tags and readings.
+
+Thin, like the views: adding a station or a command goes through chargers.services,
+which asks the gateway (the one owner of UDP port 7090) or writes a command row.
+"""
+
+import ipaddress
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from chargers import services
+from chargers.kecontact.codec import PlugState
+from chargers.kecontact.errors import InvalidValue
+from chargers.models import Command, Event, Reading, Session, Site, Station, Tag
+
+RECENT = 20  # rows of commands and events on a station's page
+
+
+def _label(text: str) -> str:
+    return text.lower().replace("_", " ")
+
+
+# Stations
+
+
+class AddStationForm(forms.ModelForm):
+    name = forms.CharField(
+        max_length=100, required=False, help_text="Optional: the station's model when empty."
+    )
+
+    class Meta:
+        model = Station
+        fields = ["name", "address"]
+        help_texts = {
+            "address": "The station's IPv4 address on your network; the gateway asks it "
+            "who it is (report 1) before anything is stored."
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.has_error("address") or self.has_error("name"):
+            return data
+        try:
+            # A savepoint, so that a refused save leaves the admin's transaction usable.
+            with transaction.atomic():
+                self.instance = services.register_station(data.get("name", ""), data["address"])
+        except services.StationError as exc:
+            self.add_error("address", str(exc))
+        else:
+            data["name"] = self.instance.name
+        return data
+
+    def validate_unique(self) -> None:
+        # register_station refuses a station that is already registered, and says as what.
+        pass
+
+
+class DiscoverForm(forms.Form):
+    network = forms.CharField(
+        required=False,
+        max_length=43,
+        help_text="A network to scan address by address, e.g. 192.168.1.0/24. "
+        "Empty: ask the whole LAN at once (broadcast).",
+    )
+
+    def clean_network(self) -> str:
+        text = str(self.cleaned_data["network"]).strip()
+        if not text:
+            return ""
+        try:
+            return str(ipaddress.IPv4Network(text, strict=False))
+        except ValueError:
+            raise ValidationError(
+                f"{text!r} is not an IPv4 network: write it like 192.168.1.0/24"
+            ) from None
+
+
+class RecentFormSet(BaseInlineFormSet):
+    """Only the newest rows: a busy station has thousands."""
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_recent"):
+            self._recent = super().get_queryset()[:RECENT]
+        return self._recent
+
+
+class RecentInline(admin.TabularInline):
+    formset = RecentFormSet
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RecentCommandInline(RecentInline):
+    model = Command
+    verbose_name_plural = f"recent commands (newest first, at most {RECENT})"
+    fields = readonly_fields = (
+        "wire",
+        "requested_by",
+        "status",
+        "attempts",
+        "reason",
+        "created_at",
+        "finished_at",
+    )
+    ordering = ("-created_at", "-id")
+    show_change_link = True
+
+
+class RecentEventInline(RecentInline):
+    model = Event
+    verbose_name_plural = f"recent events (newest first, at most {RECENT})"
+    fields = readonly_fields = ("at", "kind", "message")
+    ordering = ("-at", "-id")
+
+
+@admin.register(Station)
+class StationAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "address",
+        "model_label",
+        "is_online",
+        "state_label",
+        "last_contact",
+        "site",
+    )
+    list_filter = ("is_online", "site", "enabled")
+    list_select_related = ("site",)
+    search_fields = ("name", "address", "serial")
+    add_fieldsets = ((None, {"fields": ("name", "address")}),)
+    fieldsets = (
+        (None, {"fields": ("name", "site", "enabled", "poll_interval_s")}),
+        (
+            "Identity",
+            {
+                "fields": (
+                    "address",
+                    "serial",
+                    "product",
+                    "model_label",
+                    "firmware",
+                    "capability_list",
+                )
+            },
+        ),
+        (
+            "Latest status",
+            {
+                "fields": (
+                    "state_label",
+                    "plug_label",
+                    "power",
+                    "session_energy",
+                    "total_energy",
+                    "offered_current",
+                    "is_online",
+                    "last_contact",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "address",
+        "serial",
+        "product",
+        "model_label",
+        "firmware",
+        "capability_list",
+        "state_label",
+        "plug_label",
+        "power",
+        "session_energy",
+        "total_energy",
+        "offered_current",
+        "is_online",
+        "last_contact",
+    )
+    inlines = (RecentCommandInline, RecentEventInline)
+
+    @admin.display(description="state")
+    def state_label(self, station: Station) -> str:
+        return station.state_label
+
+    @admin.display(description="capabilities")
+    def capability_list(self, station: Station) -> str:
+        return ", ".join(_label(c) for c in station.capabilities) or "none known yet"
+
+    @admin.display(description="plug")
+    def plug_label(self, station: Station) -> str | None:
+        if station.plug is None:
+            return None
+        try:
+            return _label(PlugState(station.plug).name)
+        except ValueError:
+            return str(station.plug)
+
+    @admin.display(description="power (W)")
+    def power(self, station: Station) -> str | None:
+        return None if station.power_w is None else f"{station.power_w:.0f}"
+
+    @admin.display(description="session energy (kWh)")
+    def session_energy(self, station: Station) -> str | None:
+        value = station.session_energy_kwh
+        return None if value is None else f"{value:.2f}"
+
+    @admin.display(description="total energy (kWh)")
+    def total_energy(self, station: Station) -> str | None:
+        value = station.total_energy_kwh
+        return None if value is None else f"{value:.2f}"
+
+    @admin.display(description="offered current (A)")
+    def offered_current(self, station: Station) -> str | None:
+        value = station.offered_current_a
+        return None if value is None else f"{value:g}"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Station | None = None) -> Any:
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Station | None = None) -> Any:
+        return () if obj is None else super().get_readonly_fields(request, obj)
+
+    def get_form(
+        self, request: HttpRequest, obj: Station | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = AddStationForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_inlines(self, request: HttpRequest, obj: Station | None) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: Station, form: Any, change: bool) -> None:
+        # A new station was stored by register_station while the form was checked.
+        if change:
+            super().save_model(request, obj, form, change)
+
+    def get_urls(self) -> list[URLPattern]:
+        discover = path(
+            "discover/",
+            self.admin_site.admin_view(self.discover_view),
+            name="chargers_station_discover",
+        )
+        return [discover, *super().get_urls()]
+
+    def discover_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST" and "address" in request.POST:
+            return self._add_found(request)
+        form = DiscoverForm(request.POST or None)
+        found: list[dict[str, Any]] | None = None
+        if request.method == "POST":
+            if form.is_valid():
+                try:
+                    found = services.discover(form.cleaned_data["network"])
+                except services.StationError as exc:
+                    messages.error(request, f"Discovery failed: {exc}")
+                else:
+                    found = _with_registered(found)
+            else:
+                for errors in form.errors.values():
+                    messages.error(request, " ".join(str(e) for e in errors))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Discover stations",
+            "form": form,
+            "found": found,
+        }
+        return TemplateResponse(request, "admin/chargers/station/discover.html", context)
+
+    def _add_found(self, request: HttpRequest) -> HttpResponse:
+        name, address = request.POST.get("name", ""), request.POST.get("address", "")
+        try:
+            ipaddress.IPv4Address(address)
+            with transaction.atomic():
+                station = services.register_station(name.strip(), address)
+        except ValueError:
+            messages.error(request, f"{address!r} is not an IPv4 address")
+        except services.StationError as exc:
+            messages.error(request, f"Could not add the station at {address}: {exc}")
+        else:
+            self.log_addition(request, station, [{"added": {}}])
+            messages.success(request, f"Added {station}.")
+            return HttpResponseRedirect(reverse("admin:chargers_station_changelist"))
+        return HttpResponseRedirect(reverse("admin:chargers_station_discover"))
+
+
+def _with_registered(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each found station with the Station it is already registered as, if any."""
+    serials = [f["serial"] for f in found]
+    addresses = [f["address"] for f in found]
+    known = list(Station.objects.filter(Q(serial__in=serials) | Q(address__in=addresses)))
+    by_serial = {s.serial: s for s in known}
+    by_address = {s.address: s for s in known}
+    return [
+        f | {"station": by_serial.get(f["serial"]) or by_address.get(f["address"])} for f in found
+    ]
+
+
+# Commands
+
+
+class AddCommandForm(forms.ModelForm):
+    requested_by = ""  # the user, set by CommandAdmin.get_form for each request
+
+    class Meta:
+        model = Command
+        fields = ["station", "wire"]
+        help_texts = {"wire": "As KEBA's guide writes it, e.g. `curr 10000` for 10 A."}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        station, wire = data.get("station"), data.get("wire")
+        if station is None or not wire:
+            return data
+        try:
+            self.instance = services.queue_command(station, wire, requested_by=self.requested_by)
+        except InvalidValue as exc:
+            self.add_error("wire", str(exc))
+        else:
+            data["wire"] = self.instance.wire
+        return data
+
+
+@admin.register(Command)
+class CommandAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "station",
+        "wire",
+        "status",
+        "requested_by",
+        "attempts",
+        "reason",
+        "finished_at",
+    )
+    list_filter = ("status", "station")
+    list_select_related = ("station",)
+    search_fields = ("wire", "requested_by")
+    date_hierarchy = "created_at"
+
+    def get_form(
+        self, request: HttpRequest, obj: Command | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+
+            class Form(AddCommandForm):
+                requested_by = request.user.get_username()
+
+            kwargs["form"] = Form
+        return super().get_form(request, obj, change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Command, form: Any, change: bool) -> None:
+        # queue_command stored the row while the form was checked.
+        if change:
+            super().save_model(request, obj, form, change)
+
+    def has_change_permission(self, request: HttpRequest, obj: Command | None = None) -> bool:
+        # A command is a record of what was asked; ask again with a new one.
+        return False
+
+
+# Sessions, tags, events, readings, sites
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "station",
+        "keba_session_id",
+        "started_at",
+        "ended_at",
+        "energy_kwh",
+        "tag",
+        "source",
+    )
+    list_filter = ("station", "source")
+    list_select_related = ("station", "tag")
+    date_hierarchy = "started_at"
+    # The station's log is the truth; only who charged can be corrected here.
+    readonly_fields = (
+        "station",
+        "keba_session_id",
+        "started_at",
+        "ended_at",
+        "energy_kwh",
+        "start_counter_kwh",
+        "end_reason",
+        "source",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class TagForm(forms.ModelForm):
+    # Longer than 16 so that "04 a1 b2 …" reaches the model, which normalises it.
+    tag = forms.CharField(max_length=64, help_text="16 hex digits; spaces and colons are fine.")
+
+    class Meta:
+        model = Tag
+        fields = ["tag", "label", "owner", "active"]
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    form = TagForm
+    list_display = ("tag", "label", "owner", "active", "first_seen", "last_seen")
+    list_filter = ("active",)
+    search_fields = ("tag", "label", "owner")
+    readonly_fields = ("tag_class", "first_seen", "last_seen")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the gateway writes: to look at, not to edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "station", "kind", "message")
+    list_filter = ("kind", "station")
+    list_select_related = ("station",)
+    search_fields = ("message",)
+    date_hierarchy = "at"
+
+
+@admin.register(Reading)
+class ReadingAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "station",
+        "state",
+        "plug",
+        "power_w",
+        "session_energy_kwh",
+        "total_energy_kwh",
+        "offered_current_a",
+    )
+    list_filter = ("station",)
+    list_select_related = ("station",)
+    date_hierarchy = "at"
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "station_count")
+    search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
+        return super().get_queryset(request).annotate(stations=Count("station"))
+
+    @admin.display(description="stations", ordering="stations")
+    def station_count(self, site: Site) -> int:
+        return int(getattr(site, "stations", 0))

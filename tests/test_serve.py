@@ -1,0 +1,205 @@
+"""`manage.py serve`: the whole embedded program as a user starts it, and its supervisor."""
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from chargers.runtime import BackOff, ClusterSupervisor, RestartPolicy
+
+MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
+# Addresses no other test uses, so the suite can run while this one does.
+UDP_BIND = "127.0.3.1"
+DEMO_NETWORK = "127.0.3.2"
+DEMO_NAMES = {"Demo P30 c", "Demo P20", "Demo P30 x"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def serve_command(port: int, *options: str) -> list[str]:
+    return [
+        sys.executable,
+        str(MANAGE),
+        "serve",
+        "--demo",
+        "--port",
+        str(port),
+        "--no-cluster",
+        "--udp-bind",
+        UDP_BIND,
+        "--demo-network",
+        DEMO_NETWORK,
+        *options,
+    ]
+
+
+def environment(data_dir: Path) -> dict[str, str]:
+    return os.environ | {"KEBAWEB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+
+
+@asynccontextmanager
+async def serving(data_dir: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`serve --demo` in its own data directory, once it says it is ready."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *serve_command(port),
+        env=environment(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            while b"kebaweb is running at" not in (line := await process.stdout.readline()):
+                assert line, "serve exited before it was ready"
+        assert line.decode().strip() == f"kebaweb is running at http://127.0.0.1:{port}/"
+        yield process, port
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def fetch(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def online_stations(data_dir: Path) -> set[str]:
+    uri = f"file:{data_dir / 'kebaweb.sqlite3'}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=10) as db:
+        rows = db.execute("SELECT name FROM chargers_station WHERE is_online").fetchall()
+    return {name for (name,) in rows}
+
+
+def shows_live_data(page: str) -> bool:
+    return (
+        all(name in page for name in DEMO_NAMES)
+        and page.count('class="badge online"') == len(DEMO_NAMES)
+        and '<dd class="state">charging</dd>' in page
+    )
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait for an outcome the server produces, re-checking it now and then."""
+    async with asyncio.timeout(timeout_s):
+        while not await asyncio.to_thread(condition):
+            await asyncio.sleep(0.2)
+
+
+async def test_it_serves_the_demo_until_terminated(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (process, port):
+        home_status, _ = await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/")
+        login_status, login = await asyncio.to_thread(
+            fetch, f"http://127.0.0.1:{port}/admin/login/"
+        )
+        # The gateway in serve's loop polls the emulated stations in the same loop.
+        await until(lambda: online_stations(tmp_path) == DEMO_NAMES)
+        # …and the home page shows what it read: all online, a car charging.
+        home = f"http://127.0.0.1:{port}/"
+        await until(lambda: shows_live_data(fetch(home)[1]))
+
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            status = await process.wait()
+
+    assert home_status == 200
+    assert login_status == 200 and "Username" in login
+    assert status == 0
+    assert (tmp_path / "demo_password").read_text().strip()
+
+
+async def test_it_refuses_to_share_the_udp_port_with_a_running_gateway(tmp_path: Path) -> None:
+    async with serving(tmp_path):
+        second = await asyncio.create_subprocess_exec(
+            *serve_command(free_port()),
+            env=environment(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, stderr = await second.communicate()
+
+    message = stderr.decode()
+    assert second.returncode == 2
+    assert f"UDP port 7090 on {UDP_BIND} is already in use by another program" in message
+    assert "Traceback" not in message
+
+
+# The cluster supervisor, with stand-in commands instead of django-q2
+
+
+FAST = RestartPolicy(check_every_s=0.01, first_delay_s=0.01, max_delay_s=0.05)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+async def test_it_restarts_the_cluster_when_it_dies(tmp_path: Path) -> None:
+    supervisor = ClusterSupervisor(python("raise SystemExit(3)"), tmp_path, FAST)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        async with asyncio.timeout(20):
+            while supervisor.restarts < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        await supervisor.stop()
+        await asyncio.wait_for(task, 5)
+    assert supervisor.restarts >= 2
+
+
+async def test_it_stops_the_cluster_on_shutdown(tmp_path: Path) -> None:
+    supervisor = ClusterSupervisor(python("import time; time.sleep(60)"), tmp_path, FAST)
+    task = asyncio.create_task(supervisor.run())
+    async with asyncio.timeout(10):
+        while supervisor.process is None:
+            await asyncio.sleep(0.01)
+    await supervisor.stop(timeout_s=5)
+    await asyncio.wait_for(task, 5)
+    assert supervisor.process is not None
+    assert supervisor.process.returncode == -signal.SIGTERM
+    assert supervisor.restarts == 0
+
+
+async def test_it_kills_a_cluster_that_does_not_stop(tmp_path: Path) -> None:
+    stubborn = (
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "pathlib.Path('deaf').touch(); time.sleep(60)"
+    )
+    supervisor = ClusterSupervisor(python(stubborn), tmp_path, FAST)
+    supervisor.start()
+    await until((tmp_path / "deaf").exists, timeout_s=10)
+    await supervisor.stop(timeout_s=0.5)
+    assert supervisor.process is not None
+    assert supervisor.process.returncode == -signal.SIGKILL
+
+
+def test_it_restarts_at_most_a_few_times_a_minute() -> None:
+    now = 0.0
+    backoff = BackOff(RestartPolicy(max_restarts=3, window_s=60), now=lambda: now)
+    delays, restarted_at = [], []
+    for _ in range(4):
+        delays.append(backoff.delay_after_failure(ran_for_s=0.5))
+        restarted_at.append(now + delays[-1])
+        now = restarted_at[-1] + 0.5  # and it dies again
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert restarted_at[3] - restarted_at[0] >= 60
+
+
+def test_it_forgets_old_failures_after_a_healthy_run() -> None:
+    backoff = BackOff(RestartPolicy(window_s=60))
+    backoff.delay_after_failure(ran_for_s=1)
+    backoff.delay_after_failure(ran_for_s=1)
+    assert backoff.delay_after_failure(ran_for_s=3600) == 1.0
