@@ -72,6 +72,7 @@ class Gateway:
         self._car_connected: dict[int, bool] = {}
         self._uptime: dict[int, int] = {}
         self._restarted: set[int] = set()  # sent the boot line since the last poll
+        self._commands_waiting: set[int] = set()  # stations with pending command rows
         self.recorder = recorder.Recorder(self.settings.heartbeat_s)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
@@ -117,7 +118,7 @@ class Gateway:
 
     async def sync_stations(self) -> None:
         """Start a task for each enabled station; stop those that went away."""
-        wanted = await db(_enabled_stations)(self.site)
+        wanted, with_commands = await db(_enabled_stations)(self.site)
         self._hosts = {address: pk for pk, address in wanted}
         for pk in list(self._tasks):
             if pk not in self._hosts.values() or self._tasks[pk].done():
@@ -126,6 +127,14 @@ class Gateway:
             if pk not in self._tasks:
                 self._nudges[pk] = asyncio.Event()
                 self._tasks[pk] = asyncio.create_task(self.station_loop(pk))
+        # The periodic scan: rows written while a wake-up was missed, or while
+        # the gateway was down, are found here.
+        for pk in with_commands:
+            self.commands_waiting(pk)
+
+    def commands_waiting(self, station_id: int) -> None:
+        self._commands_waiting.add(station_id)
+        self.nudge(station_id)
 
     def nudge(self, station_id: int) -> None:
         """Act now: a command was queued or the station reported a change."""
@@ -144,7 +153,7 @@ class Gateway:
         async for request in live.gateway_requests():
             kind = request.get("type")
             if kind == "gateway.wake" and isinstance(request.get("station"), int):
-                self.nudge(request["station"])
+                self.commands_waiting(request["station"])
             elif kind in ("gateway.identify", "gateway.discover") and request.get("reply_to"):
                 self._in_background(self._answer(request))
 
@@ -186,7 +195,9 @@ class Gateway:
                     await self.connect(station)
                     identified = True
                     station = await db(Station.objects.get)(pk=station_id)
-                if await self.execute_commands(station):
+                if station_id in self._commands_waiting:
+                    self._commands_waiting.discard(station_id)
+                    await self.execute_commands(station)
                     # Poll again soon to see the effect, but not before KEBA's 5 s.
                     next_poll = min(next_poll, self.clock.monotonic() + repeat_s)
                 if nudged:  # a status message: something changed
@@ -281,13 +292,13 @@ class Gateway:
             await live.publish_status(pk, recorder.status_payload(status, meter))
         return not rebooted
 
-    async def execute_commands(self, station: Station) -> bool:
-        """Send pending commands in order, verifying each in report 2; True if any."""
-        # Each row at most once per pass: a retry waits for the next poll.
-        rows = await db(_pending_commands)(station.pk)
-        for row in rows:
+    async def execute_commands(self, station: Station) -> None:
+        """Send pending commands in order, verifying each in report 2."""
+        # Each row at most once per pass: a retry waits for the next pass.
+        for row in await db(_pending_commands)(station.pk):
             await self.execute(station, row)
-        return bool(rows)
+            if row.status == Command.Status.PENDING:
+                self._commands_waiting.add(station.pk)
 
     async def execute(self, station: Station, row: Command) -> None:
         try:
@@ -360,11 +371,16 @@ def verify(command: WireCommand, status: Report2) -> str | None:
 # Database steps (synchronous; run through `db`)
 
 
-def _enabled_stations(site: str | None) -> list[tuple[int, str]]:
+def _enabled_stations(site: str | None) -> tuple[list[tuple[int, str]], set[int]]:
+    """The stations to poll, and those of them with pending commands."""
     stations = Station.objects.filter(enabled=True)
     if site is not None:
         stations = stations.filter(site__name=site)
-    return list(stations.values_list("pk", "address"))
+    pending = Command.objects.filter(status=Command.Status.PENDING, station__in=stations)
+    return (
+        list(stations.values_list("pk", "address")),
+        set(pending.values_list("station_id", flat=True)),
+    )
 
 
 def _log_event(station_id: int, kind: str, message: str) -> None:
