@@ -181,6 +181,17 @@ class Reading(models.Model):
         return abs(now - before) > max(50.0, 0.05 * max(before, now))
 
 
+class RetentionProgress(models.Model):
+    """How far thinning old readings got: each run walks only what became old since."""
+
+    coarse_done_until = models.DateTimeField(null=True, blank=True)
+    minute_done_until = models.DateTimeField(null=True, blank=True)
+    coarse_minutes = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"readings thinned up to {self.minute_done_until or 'nothing yet'}"
+
+
 class Command(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"

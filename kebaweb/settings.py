@@ -223,9 +223,10 @@ if READINGS_MINUTE_DAYS < 0:
     raise ImproperlyConfigured(
         f"KEBAWEB_READINGS_MINUTE_DAYS={READINGS_MINUTE_DAYS}: expected 0 or more"
     )
-if not 1 <= READINGS_COARSE_MINUTES <= 1440:
+if READINGS_COARSE_MINUTES not in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60):
     raise ImproperlyConfigured(
-        f"KEBAWEB_READINGS_COARSE_MINUTES={READINGS_COARSE_MINUTES}: expected 1 to 1440"
+        f"KEBAWEB_READINGS_COARSE_MINUTES={READINGS_COARSE_MINUTES}: expected minutes that "
+        "divide an hour: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60"
     )
 # --- end of retention ---
 

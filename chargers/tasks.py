@@ -1,0 +1,12 @@
+"""Jobs the django-q2 cluster runs; each calls one service and returns a summary.
+
+django-q2 stores the returned text with the task, so the admin shows what a
+run did. Tasks take ids, never model instances.
+"""
+
+from chargers import retention
+
+
+def thin_readings_task() -> str:
+    deleted = retention.thin_readings()
+    return f"Thinned old readings: deleted {deleted}."
