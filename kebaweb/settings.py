@@ -107,9 +107,9 @@ def persistent_secret_key(directory: Path) -> str:
 
 
 DATA_DIR = data_dir("KEBAWEB_DATA_DIR", BASE_DIR / "data")
-SECRET_KEY = env_str("KEBAWEB_SECRET_KEY", "") or persistent_secret_key(DATA_DIR)
+SECRET_KEY = env_str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR)
 DEBUG = env_bool("KEBAWEB_DEBUG", False)
-ALLOWED_HOSTS = env_list("KEBAWEB_ALLOWED_HOSTS", "127.0.0.1,localhost")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("KEBAWEB_CSRF_TRUSTED_ORIGINS", "")
 
 # The address the gateway's UDP socket binds (port 7090 is fixed by KEBA).

@@ -1,0 +1,105 @@
+"""The scaled layout: the gateway as its own process, the web side in another,
+talking through a real Redis server (channel layer) and sharing one database."""
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from chargers.kecontact.emulator import Fleet
+
+MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
+GATEWAY = "127.0.9.1"
+STATION = "127.0.9.2"
+
+WEB_SIDE = f"""
+from chargers import services
+station = services.register_station("Garage", "{STATION}")
+services.queue_command(station, "curr 10000", "scale test")
+print("registered", station.serial)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def process(
+    *command: str, env: dict[str, str], ready: bytes
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A child process, once it printed `ready`; terminated afterwards."""
+    child = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(30):
+            while ready not in (line := await child.stdout.readline()):
+                assert line, f"{command[0]} ended before it was ready"
+        yield child
+    finally:
+        if child.returncode is None:
+            child.terminate()
+            await child.wait()
+
+
+async def manage(*args: str, env: dict[str, str]) -> str:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(MANAGE), *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 0, output
+    return output.decode()
+
+
+def query(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    uri = f"file:{data_dir / 'kebaweb.sqlite3'}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=10) as db:
+        return db.execute(sql).fetchall()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await asyncio.to_thread(condition):
+            await asyncio.sleep(0.1)
+
+
+async def test_the_web_side_reaches_a_separate_gateway_through_redis(tmp_path: Path) -> None:
+    port = free_port()
+    redis_command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    redis_command += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    env = os.environ | {
+        "KEBAWEB_DATA_DIR": str(tmp_path),
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    async with (
+        process(*redis_command, env=env, ready=b"Ready to accept connections"),
+        Fleet() as fleet,
+    ):
+        emulated = await fleet.add(STATION, "p30c", serial="31000001")
+        await manage("migrate", env=env)
+        gateway_command = [sys.executable, str(MANAGE), "gateway", "--bind", GATEWAY]
+        async with process(*gateway_command, env=env, ready=b"gateway listening") as gateway:
+            # Identify through the gateway, store the station, queue a command.
+            said = await manage("shell", "-c", WEB_SIDE, env=env)
+            await until(lambda: emulated.user_current_ma == 10000)
+            await until(
+                lambda: query(tmp_path, "SELECT status FROM chargers_command")[0] == ("verified",)
+            )
+            gateway.send_signal(signal.SIGTERM)
+            stopped = await asyncio.wait_for(gateway.wait(), 15)
+    assert "registered 31000001" in said
+    assert query(tmp_path, "SELECT serial, model_label FROM chargers_station") == [
+        ("31000001", "P30 c-series")
+    ]
+    assert stopped == 0
