@@ -30,40 +30,10 @@ from chargers.kecontact.emulator import MODELS, Car, EmulatedStation, Faults, Fl
 from chargers.kecontact.errors import KebaError
 from chargers.kecontact.jsonable import to_jsonable
 from chargers.kecontact.timing import Clock, Timing
+from chargers.management.arguments import ipv4, non_negative, positive, probability
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 DEFAULT_MODEL = "p30c"
-
-
-def probability(text: str) -> float:
-    value = non_negative(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1, got {text}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text}")
-    return value
-
-
-def positive(text: str) -> float:
-    value = non_negative(text)
-    if value == 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-    return value
-
-
-def ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an IPv4 address, got {text!r}") from None
 
 
 def ipv4_network(text: str) -> str:
@@ -268,7 +238,9 @@ class Command(BaseCommand):
         try:
             command = parse_command(" ".join(options["words"]))
             reply = asyncio.run(
-                send_command(options["host"], command, options["bind"], options["timeout"])
+                send_command(
+                    str(options["host"]), command, str(options["bind"]), options["timeout"]
+                )
             )
         except KebaError as exc:
             raise CommandError(str(exc)) from None
@@ -282,7 +254,10 @@ class Command(BaseCommand):
         try:
             found = asyncio.run(
                 find_stations(
-                    options["bind"], options["scan"], options["broadcast"], options["wait"]
+                    str(options["bind"]),
+                    options["scan"],
+                    str(options["broadcast"]),
+                    options["wait"],
                 )
             )
         except KebaError as exc:

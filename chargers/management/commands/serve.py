@@ -6,7 +6,6 @@ cluster as a supervised child process. `--demo` adds emulated stations on
 loopback addresses. SIGINT or SIGTERM stops everything in order.
 """
 
-import argparse
 import asyncio
 import ipaddress
 import signal
@@ -28,6 +27,7 @@ from twisted.internet import reactor as _reactor
 
 from chargers import demo
 from chargers.kecontact.errors import KebaError
+from chargers.management.arguments import ipv4, positive, tcp_port
 from chargers.models import Station
 from chargers.runtime import DemoOptions, Runtime
 
@@ -36,33 +36,6 @@ reactor: Any = _reactor
 
 DEFAULT_DEMO_NETWORK = "127.0.0.2"
 DEMO_UDP_BIND = "127.0.0.1"  # not 0.0.0.0: the demo stations own 127.0.0.N:7090
-
-
-def ipv4(text: str) -> ipaddress.IPv4Address:
-    try:
-        return ipaddress.IPv4Address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an IPv4 address, got {text!r}") from None
-
-
-def tcp_port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
-    return port
-
-
-def speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a speed-up factor above 0, got {text!r}")
-    return value
 
 
 def url_host(host: str) -> str:
@@ -104,7 +77,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--demo-speed",
-            type=speed,
+            type=positive,
             default=60.0,
             metavar="FACTOR",
             help="how much faster the demo's day runs (default 60: a day in 24 minutes)",
