@@ -7,6 +7,7 @@ work runs in `sync_to_async` steps that tests can call directly.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from chargers import live, recorder
@@ -189,7 +190,9 @@ class Gateway:
         last_poll = next_poll = -math.inf
         repeat_s = self.client.timing.report_repeat_s
         while not self._stop.is_set():
-            station = await db(Station.objects.get)(pk=station_id)
+            station = await db(Station.objects.filter(pk=station_id).first)()
+            if station is None:
+                return  # deleted; the next scan forgets it
             try:
                 if not identified:
                     await self.connect(station)
@@ -215,6 +218,13 @@ class Gateway:
             except KebaError as exc:
                 await db(_log_event)(station_id, Event.Kind.ERROR, str(exc))
                 next_poll = self.clock.monotonic() + station.poll_interval_s
+            except Exception as exc:
+                # Whatever else went wrong must not stop this station for good:
+                # store it where a person sees it, and try again later.
+                log.exception("station %s: unexpected error", station_id)
+                with contextlib.suppress(DatabaseError):
+                    await db(_log_event)(station_id, Event.Kind.ERROR, f"gateway error: {exc!r}")
+                next_poll = self.clock.monotonic() + self.settings.max_backoff_s
             nudged = await self._wait(station_id, next_poll - self.clock.monotonic())
 
     async def _wait(self, station_id: int, delay_s: float) -> bool:
@@ -233,7 +243,13 @@ class Gateway:
             await self.flush()
 
     async def flush(self) -> None:
-        await db(recorder.write)(self.recorder.take())
+        batch = self.recorder.take()
+        try:
+            await db(recorder.write)(batch)
+        except DatabaseError:
+            # A locked or unreachable database: keep the batch for the next flush.
+            log.exception("could not store readings; will try again")
+            self.recorder.put_back(batch)
 
     # Steps
 

@@ -84,6 +84,11 @@ class Recorder:
         batch, self._batch = self._batch, Batch()
         return batch
 
+    def put_back(self, batch: Batch) -> None:
+        """A batch that could not be written waits for the next flush."""
+        self._batch.readings[:0] = batch.readings
+        self._batch.latest = batch.latest | self._batch.latest
+
 
 def status_payload(status: Report2, meter: Report3) -> dict[str, Any]:
     """What a live page shows of a station."""
@@ -106,8 +111,10 @@ def write(batch: Batch) -> None:
     if not batch:
         return
     with transaction.atomic():
-        Reading.objects.bulk_create(batch.readings)
-        stations = Station.objects.in_bulk(list(batch.latest))
+        ids = {reading.station_id for reading in batch.readings} | set(batch.latest)
+        stations = Station.objects.in_bulk(list(ids))
+        # A station deleted meanwhile takes its unwritten readings with it.
+        Reading.objects.bulk_create(r for r in batch.readings if r.station_id in stations)
         events: list[Event] = []
         for station_id, seen in batch.latest.items():
             station = stations.get(station_id)

@@ -1,0 +1,55 @@
+"""Batched writes of what polls observe."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chargers import recorder
+from chargers.kecontact.codec import ChargingState, PlugState, Report2, Report3
+from chargers.models import Reading, Station
+
+pytestmark = pytest.mark.django_db
+
+AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+CHARGING = Report2(state=ChargingState.CHARGING, plug=PlugState.CAR_CONNECTED_LOCKED)
+METER = Report3(power_w=11040.0, session_energy_kwh=1.5, total_energy_kwh=100.0)
+
+
+def station(name: str, address: str) -> Station:
+    return Station.objects.create(name=name, address=address)
+
+
+def test_it_stores_a_reading_on_change_and_at_the_heartbeat_only() -> None:
+    garage = station("Garage", "127.0.0.2")
+    keeper = recorder.Recorder(heartbeat_s=300)
+    for seconds in range(0, 600, 5):  # ten minutes of the same status
+        keeper.observe(garage.pk, CHARGING, METER, AT + timedelta(seconds=seconds))
+    recorder.write(keeper.take())
+    times = list(Reading.objects.order_by("at").values_list("at", flat=True))
+    assert times == [AT, AT + timedelta(seconds=300)]
+    garage.refresh_from_db()
+    assert garage.is_online and garage.state == 3 and garage.power_w == 11040.0
+
+
+def test_it_keeps_a_batch_it_could_not_write_for_the_next_flush() -> None:
+    garage = station("Garage", "127.0.0.2")
+    keeper = recorder.Recorder(heartbeat_s=300)
+    keeper.observe(garage.pk, CHARGING, METER, AT)
+    failed = keeper.take()
+    keeper.observe(garage.pk, Report2(state=ChargingState.READY), METER, AT + timedelta(minutes=1))
+    keeper.put_back(failed)
+    recorder.write(keeper.take())
+    states = list(Reading.objects.order_by("at").values_list("state", flat=True))
+    assert states == [3, 2]
+    garage.refresh_from_db()
+    assert garage.state == 2  # the newer observation wins
+
+
+def test_a_deleted_station_does_not_block_the_others() -> None:
+    garage, carport = station("Garage", "127.0.0.2"), station("Carport", "127.0.0.3")
+    keeper = recorder.Recorder(heartbeat_s=300)
+    keeper.observe(garage.pk, CHARGING, METER, AT)
+    keeper.observe(carport.pk, CHARGING, METER, AT)
+    carport.delete()
+    recorder.write(keeper.take())
+    assert list(Reading.objects.values_list("station__name", flat=True)) == ["Garage"]
