@@ -71,6 +71,10 @@ class Station(models.Model):
     }
 
     @property
+    def power_kw(self) -> float | None:
+        return None if self.power_w is None else self.power_w / 1000
+
+    @property
     def state_label(self) -> str:
         return self.STATE_LABELS.get(self.state, "unknown") if self.state is not None else "unknown"
 

@@ -35,6 +35,6 @@ def test_it_shows_each_station_with_its_latest_status(client: Client) -> None:
     )
     page = client.get("/").content.decode()
     assert "Garage" in page and "P30 c-series" in page
-    assert "charging" in page and "11040 W" in page and "4.25 kWh" in page
+    assert "charging" in page and "11.0 kW" in page and "4.25 kWh" in page
     assert "Carport" in page and "offline" in page
     assert "No stations are configured yet" not in page

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from playwright.async_api import async_playwright
+
 from chargers.runtime import BackOff, ClusterSupervisor, RestartPolicy
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
@@ -18,6 +20,16 @@ MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 UDP_BIND = "127.0.3.1"
 DEMO_NETWORK = "127.0.3.2"
 DEMO_NAMES = {"Demo P30 c", "Demo P20", "Demo P30 x"}
+CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test installs it
+# Headless as root, and no calls home: this machine has no network beyond loopback.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -203,3 +215,21 @@ def test_it_forgets_old_failures_after_a_healthy_run() -> None:
     backoff.delay_after_failure(ran_for_s=1)
     backoff.delay_after_failure(ran_for_s=1)
     assert backoff.delay_after_failure(ran_for_s=3600) == 1.0
+
+
+async def test_a_browser_shows_the_demo_stations_with_live_data(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (_process, port), async_playwright() as playwright:
+        await until(lambda: shows_live_data(fetch(f"http://127.0.0.1:{port}/")[1]))
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
+        )
+        page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        await page.goto(f"http://127.0.0.1:{port}/")
+        names = await page.locator(".station h2").all_inner_texts()
+        badges = await page.locator(".station .badge").all_inner_texts()
+        states = await page.locator(".station dd.state").all_inner_texts()
+        await page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
+        await browser.close()
+    assert sorted(names) == sorted(DEMO_NAMES)
+    assert [badge.strip() for badge in badges] == ["online"] * len(DEMO_NAMES)
+    assert "charging" in states
