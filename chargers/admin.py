@@ -146,44 +146,9 @@ class StationAdmin(admin.ModelAdmin):
     list_select_related = ("site",)
     search_fields = ("name", "address", "serial")
     add_fieldsets = ((None, {"fields": ("name", "address")}),)
-    fieldsets = (
-        (None, {"fields": ("name", "site", "enabled", "poll_interval_s")}),
-        (
-            "Identity",
-            {
-                "fields": (
-                    "address",
-                    "serial",
-                    "product",
-                    "model_label",
-                    "firmware",
-                    "capability_list",
-                )
-            },
-        ),
-        (
-            "Latest status",
-            {
-                "fields": (
-                    "state_label",
-                    "plug_label",
-                    "power",
-                    "session_energy",
-                    "total_energy",
-                    "offered_current",
-                    "is_online",
-                    "last_contact",
-                )
-            },
-        ),
-    )
-    readonly_fields = (
-        "address",
-        "serial",
-        "product",
-        "model_label",
-        "firmware",
-        "capability_list",
+    # What the gateway reads from the station: shown, never edited here.
+    identity = ("address", "serial", "product", "model_label", "firmware", "capability_list")
+    latest_status = (
         "state_label",
         "plug_label",
         "power",
@@ -193,6 +158,12 @@ class StationAdmin(admin.ModelAdmin):
         "is_online",
         "last_contact",
     )
+    fieldsets = (
+        (None, {"fields": ("name", "site", "enabled", "poll_interval_s")}),
+        ("Identity", {"fields": identity}),
+        ("Latest status", {"fields": latest_status}),
+    )
+    readonly_fields = identity + latest_status
     inlines = (RecentCommandInline, RecentEventInline)
 
     @admin.display(description="state")
