@@ -270,9 +270,8 @@ class Gateway:
         if identity.product_info and identity.product_info.can(Capability.SESSION_LOG):
             await self.import_log(station)
 
-    async def import_log(self, station: Station, newest_only: bool = False) -> int:
+    async def import_log(self, station: Station, newest_only: bool = False) -> None:
         """Read reports 100-130; each session appears once, the log wins."""
-        stored = 0
         last = 101 if newest_only else 130
         for report_id in range(100, last + 1):
             report = await self.client.report(station.address, report_id)
@@ -280,8 +279,6 @@ class Gateway:
             if report.is_empty:
                 break
             await db(_record_log_session)(station.pk, report, timezone.now())
-            stored += 1
-        return stored
 
     async def poll(self, station: Station) -> bool:
         """Read reports 2 and 3; False when the station restarted and must be identified."""
@@ -413,13 +410,7 @@ def _mark_online(station: Station, now: datetime) -> None:
 
 def _record_identity(station_id: int, identity: Report1) -> None:
     station = Station.objects.get(pk=station_id)
-    info = identity.product_info
-    station.serial = identity.serial
-    station.product = identity.product
-    station.firmware = identity.firmware
-    if info is not None:
-        station.model_label = info.label
-        station.capabilities = sorted(str(c) for c in info.capabilities)
+    station.take_identity(describe(FoundStation(station.address, identity)))
     _mark_online(station, timezone.now())
     station.save()
 

@@ -6,6 +6,7 @@ stations lives in the gateway and services modules.
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -57,6 +58,14 @@ class Station(models.Model):
         # KEBA answers the same report no more often than every 5 s.
         self.poll_interval_s = max(5, self.poll_interval_s)
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def take_identity(self, found: dict[str, Any]) -> None:
+        """What report 1 says, as the gateway describes a found station."""
+        self.serial = found["serial"]
+        self.product = found["product"]
+        self.firmware = found["firmware"]
+        self.model_label = found["model_label"]
+        self.capabilities = found["capabilities"]
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -134,10 +134,10 @@ def write(batch: Batch) -> None:
 
 
 def _changes(station: Station, seen: Observation) -> list[Event]:
+    # Coming back online is logged where the gateway identifies the station
+    # again, which always comes before its polls.
     events = []
     status = seen.status
-    if not station.is_online:
-        events.append(Event(station=station, at=seen.at, kind=Event.Kind.ONLINE, message="answers"))
     if status.state is not None and station.state != status.state:
         message = f"state: {Station.STATE_LABELS.get(int(status.state), 'unknown')}"
         events.append(Event(station=station, at=seen.at, kind=Event.Kind.STATE, message=message))

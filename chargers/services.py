@@ -68,14 +68,6 @@ def discover(network: str = "") -> list[dict[str, Any]]:
     return _ask(request, DISCOVER_TIMEOUT_S)
 
 
-def apply_identity(station: Station, found: dict[str, Any]) -> None:
-    station.serial = found["serial"]
-    station.product = found["product"]
-    station.firmware = found["firmware"]
-    station.model_label = found["model_label"]
-    station.capabilities = found["capabilities"]
-
-
 def register_station(name: str, address: str) -> Station:
     """Identify the station at `address` and store it; refuse duplicates clearly."""
     found = identify(address)
@@ -85,7 +77,7 @@ def register_station(name: str, address: str) -> Station:
             f"this station (serial {found['serial']}) is already registered as {existing}"
         )
     station = Station(name=name or found["model_label"] or address, address=address)
-    apply_identity(station, found)
+    station.take_identity(found)
     try:
         with transaction.atomic():  # keeps a caller's transaction usable after a clash
             station.save()
