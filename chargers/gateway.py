@@ -33,7 +33,6 @@ from chargers.kecontact.commands import Command as WireCommand
 from chargers.kecontact.commands import parse_command
 from chargers.kecontact.errors import KebaError, Refused, Timeout, Unsupported
 from chargers.kecontact.products import Capability
-from chargers.kecontact.timing import Clock
 from chargers.models import Command, Event, Session, Station, Tag
 
 log = logging.getLogger(__name__)
@@ -59,13 +58,12 @@ class Gateway:
     def __init__(
         self,
         client: KebaClient,
-        clock: Clock | None = None,
         settings: GatewaySettings | None = None,
         broadcast: str = "255.255.255.255",
         site: str | None = None,
     ) -> None:
         self.client = client
-        self.clock = clock or client.clock
+        self.clock = client.clock  # the protocol's clock, sped up in tests
         self.settings = settings or GatewaySettings()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._nudges: dict[int, asyncio.Event] = {}

@@ -186,8 +186,8 @@ class Command(BaseCommand):
                 self.stdout.write("Locked the demo login: it works only with --demo.")
             if not Station.objects.exists():
                 self.stdout.write(
-                    "No stations are configured yet. Find yours with `python manage.py keba "
-                    "discover` and add them in the admin, or start with --demo to see kebaweb "
+                    "No stations are configured yet: add yours in the admin (Stations: Add "
+                    "station, or Discover stations), or start with --demo to see kebaweb "
                     "with emulated stations."
                 )
             if not get_user_model().objects.filter(is_superuser=True, is_active=True).exists():
