@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "keba" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "captures"
 
 
 def decode(path: Path) -> Any:
@@ -83,3 +83,16 @@ def test_it_names_the_invalid_file_and_fails(tmp_path: Path) -> None:
         )
     assert f"{bad}: not a KEBA message" in err.getvalue()
     assert json.loads(out.getvalue())["kind"] == "ack"
+
+
+def test_it_explains_an_impossible_session_time_in_one_line(tmp_path: Path) -> None:
+    report = tmp_path / "report100.txt"
+    fields = {"ID": "100", "Session ID": 35, "started[s]": 99999999999999, "Sec": 534926}
+    report.write_text(json.dumps(fields))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 of 1 input"):
+        call_command("keba", "decode", str(report), stdout=out, stderr=err)
+    assert err.getvalue().strip() == (
+        f"{report}: field 'started[s]' should be 0 to 4294967295 seconds, got 99999999999999"
+    )
+    assert out.getvalue() == ""

@@ -25,8 +25,9 @@ from chargers.kecontact.codec import (
     decode,
 )
 from chargers.kecontact.errors import Malformed
+from chargers.kecontact.jsonable import to_jsonable
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "keba" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "captures"
 CAPTURE_FILES = sorted(CAPTURES.glob("*.txt"))
 
 
@@ -385,6 +386,58 @@ def test_it_reads_missing_session_fields_as_none() -> None:
     assert session.started_at() is None
 
 
+# Values a station cannot mean.
+
+
+def test_it_rejects_the_impossible_start_time_of_issue_7() -> None:
+    datagram_of_the_issue = datagram(session_fields(ID="100", **{"started[s]": 99999999999999}))
+
+    with pytest.raises(
+        Malformed, match=r"'started\[s\]' should be 0 to 4294967295 seconds, got 99999999999999"
+    ):
+        decode(datagram_of_the_issue)
+
+
+def test_it_rejects_a_negative_end_time() -> None:
+    with pytest.raises(Malformed, match=r"'ended\[s\]' should be 0 to 4294967295 seconds, got -5"):
+        decode(datagram(session_fields(**{"ended[s]": -5})))
+
+
+def test_it_rejects_a_negative_uptime() -> None:
+    with pytest.raises(Malformed, match=r"'sec' should be 0 to \d+ seconds, got -1"):
+        decode(datagram({"ID": "2", "State": 2, "Sec": -1}))
+
+
+def test_it_rejects_a_number_too_large_to_be_a_reading_in_short_words() -> None:
+    with pytest.raises(Malformed, match=r"'p' is out of range, got 9{37}\.\.\.$"):
+        decode(b'{"ID": "3", "P": ' + b"9" * 400 + b"}")
+
+
+def test_it_still_reads_numbers_beyond_uint32() -> None:
+    report = decode_report3({"ID": "3", "E total": 2**40, "Sec": 2**33})
+
+    assert report.total_energy_kwh == 2**40 / 10000
+    assert report.uptime_s == 2**33
+
+
+def test_it_falls_back_to_the_seconds_when_the_text_time_does_not_parse() -> None:
+    session = decode_session(session_fields(timeQ=3, started="2024-02-30 25:61:00.000"))
+
+    assert session.started_at() == datetime(2024, 5, 21, 9, 32, 36, tzinfo=UTC)
+
+
+def test_it_gives_no_time_when_an_absurd_uptime_counts_back_past_the_calendar() -> None:
+    session = decode_session(session_fields(**{"started[s]": 1000, "Sec": 2**63}))
+
+    assert session.started_at(datetime(2024, 5, 21, 12, 0, tzinfo=UTC)) is None
+
+
+def test_it_gives_no_time_when_counting_back_leaves_year_one() -> None:
+    session = decode_session(session_fields(**{"started[s]": 1000, "Sec": 5000}))
+
+    assert session.started_at(datetime.min) is None
+
+
 # Status messages and the boot line.
 
 
@@ -623,7 +676,8 @@ def render(fields: dict[str, Any], style: str) -> bytes:
 
 def decode_or_malformed(data: bytes) -> None:
     with contextlib.suppress(Malformed):
-        decode(data)
+        message = decode(data)
+        to_jsonable(message)  # what `keba decode` prints
 
 
 @given(st.binary(max_size=600))
@@ -745,3 +799,81 @@ def test_it_round_trips_session_energies_to_tenths_of_watt_hours(start: int, pre
 )
 def test_it_reads_any_single_status_field_without_an_id(name: str, value: int) -> None:
     assert isinstance(decode(datagram({name: value})), StatusUpdate)
+
+
+# Properties: real keys with values out of any range a station means.
+
+LIMITS = [-(2**64), -1, 0, 2**32 - 1, 2**32, 2**63, 2**64 - 1, 2**64, 99999999999999, 10**30]
+wild_numbers = st.one_of(
+    st.sampled_from(LIMITS),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+wild_texts = st.one_of(
+    wild_numbers.map(str),
+    st.sampled_from(LIMITS).map(hex),
+    st.sampled_from(
+        [
+            "2024-02-30 25:61:61.000",
+            "9999-12-31 23:59:59.999",
+            "0001-01-01 00:00:00.000",
+            "0000-00-00 00:00:00.000",
+            "1970-01-01 00:00:00.000",
+            "2024-05-21",
+            "",
+        ]
+    ),
+    st.text(max_size=30),
+)
+wild_values = st.one_of(wild_numbers, wild_texts, st.booleans(), st.none())
+receive_times = st.one_of(
+    st.none(),
+    st.datetimes(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.sampled_from([datetime.min, datetime.max, datetime.max.replace(tzinfo=UTC)]),
+)
+
+
+@given(
+    st.sampled_from(["1", "2", "3", "100", "101", "130"]),
+    st.dictionaries(st.sampled_from(FIELD_NAMES), wild_values, max_size=20),
+)
+def test_it_raises_only_malformed_on_out_of_range_values(
+    report_id: str, fields: dict[str, Any]
+) -> None:
+    decode_or_malformed(datagram({"ID": report_id, **fields}))
+
+
+@given(
+    st.dictionaries(st.sampled_from(FIELD_NAMES), wild_values, max_size=20),
+    receive_times,
+)
+def test_it_always_gives_a_decoded_session_times_or_none(
+    overrides: dict[str, Any], received_at: datetime | None
+) -> None:
+    try:
+        session = decode_session(session_fields(**overrides))
+    except Malformed:
+        return
+
+    for when in (session.started_at(received_at), session.ended_at(received_at)):
+        assert when is None or isinstance(when, datetime)
+
+
+@given(
+    st.sampled_from(["started[s]", "ended[s]", "Sec"]),
+    st.one_of(st.sampled_from(LIMITS), st.integers()),
+    receive_times,
+)
+def test_it_rejects_or_reads_any_session_seconds_without_raising_later(
+    key: str, seconds: int, received_at: datetime | None
+) -> None:
+    try:
+        session = decode_session(session_fields(ID="100", reason=1, **{key: seconds}))
+    except Malformed as exc:
+        assert f"field {key.lower()!r}" in str(exc)
+        return
+
+    session.started_at(received_at)
+    session.ended_at(received_at)

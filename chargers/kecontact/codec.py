@@ -17,6 +17,12 @@ from .products import ProductInfo, parse_product
 
 MAX_DATAGRAM = 4096  # real replies are at most 512 bytes
 UDP_ENABLED_BIT = 0x20  # DIP-Sw1, DSW1.3
+# No KEBA field is wider than 64 bits; old firmware does exceed uint32 (the
+# guide's `Sec` of 4294967296), so that is the limit we hold to.
+MAX_WIRE_NUMBER = 2**64 - 1
+# A session time is seconds since boot or a Unix time of the station's clock,
+# which `setdatetime` sets as a 32-bit value: anything larger is not a time.
+MAX_SESSION_SECONDS = 2**32 - 1
 
 
 class ChargingState(IntEnum):
@@ -211,20 +217,28 @@ def _session_time(
 ) -> datetime | None:
     """PROTOCOL.md section 4: the guide says seconds since boot, real stations
     send epoch values; a value beyond the uptime can only be epoch. A synced
-    clock (timeQ > 0) makes the text timestamp trustworthy."""
+    clock (timeQ > 0) makes the text timestamp trustworthy.
+
+    Never raises: decode already rejected seconds that cannot be a time, and
+    what is left to go wrong (a text that does not parse, an uptime so large
+    that counting back leaves the calendar) makes this one time unknown, not
+    the whole report unreadable."""
     if session.is_empty:
         return None
     if text and session.clock_quality and not text.startswith(("0000", "1970")):
         try:
             return datetime.strptime(text.strip()[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         except ValueError:
-            pass
+            pass  # firmware placeholders and garbage: fall back to the seconds
     if not seconds:
         return None
-    if session.uptime_s is not None and seconds > session.uptime_s:
-        return datetime.fromtimestamp(seconds, UTC)
-    if session.uptime_s is not None and received_at is not None:
-        return received_at - timedelta(seconds=session.uptime_s - seconds)
+    try:
+        if session.uptime_s is not None and seconds > session.uptime_s:
+            return datetime.fromtimestamp(seconds, UTC)
+        if session.uptime_s is not None and received_at is not None:
+            return received_at - timedelta(seconds=session.uptime_s - seconds)
+    except (OverflowError, ValueError, OSError):
+        return None
     return None
 
 
@@ -246,14 +260,29 @@ class _Fields:
         if isinstance(value, str):
             text = value.strip()
             try:
-                return int(text, 16) if text.lower().startswith("0x") else int(text)
+                number = int(text, 16) if text.lower().startswith("0x") else int(text)
             except ValueError:
-                raise Malformed(f"field {key!r} should be a number, got {value!r}") from None
+                raise Malformed(f"field {key!r} should be a number, got {_brief(value)}") from None
+            return self._in_range(key, number)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise Malformed(f"field {key!r} should be a number, got {value!r}")
+            raise Malformed(f"field {key!r} should be a number, got {_brief(value)}")
         if isinstance(value, float) and not value.is_integer():
             raise Malformed(f"field {key!r} should be a whole number, got {value!r}")
-        return int(value)
+        return self._in_range(key, int(value))
+
+    def _in_range(self, key: str, number: int) -> int:
+        # Beyond 64 bits a value is no reading, and converting it to A or kWh
+        # would overflow a float.
+        if abs(number) > MAX_WIRE_NUMBER:
+            raise Malformed(f"field {key!r} is out of range, got {_brief(number)}")
+        return number
+
+    def seconds(self, key: str, most: int = MAX_WIRE_NUMBER) -> int | None:
+        """A count of seconds: never negative, at most `most`."""
+        value = self.number(key)
+        if value is not None and not 0 <= value <= most:
+            raise Malformed(f"field {key!r} should be 0 to {most} seconds, got {value}")
+        return value
 
     def scaled(self, key: str, divisor: float) -> float | None:
         value = self.number(key)
@@ -268,7 +297,7 @@ class _Fields:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise Malformed(f"field {key!r} should be text, got {value!r}")
+            raise Malformed(f"field {key!r} should be text, got {_brief(value)}")
         return str(value).strip()
 
     def enum(self, key: str, kind: type[IntEnum]) -> Any:
@@ -285,6 +314,12 @@ class _Fields:
         if not text or set(text) <= {"0"}:
             return None  # all zeros or empty: no card
         return text.upper()
+
+
+def _brief(value: object) -> str:
+    """A value for an error message, cut short: a datagram may hold 4 kB of digits."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _to_object(text: str) -> dict[str, Any]:
@@ -361,7 +396,7 @@ def _decode_report(f: _Fields) -> Report:
             x2_source=f.number("x2 phaseswitch source"),
             x2_phase_switch=f.number("x2 phaseswitch"),
             serial=f.text("serial"),
-            uptime_s=f.number("sec"),
+            uptime_s=f.seconds("sec"),
         )
     if report_id == 3:
         return Report3(
@@ -376,7 +411,7 @@ def _decode_report(f: _Fields) -> Report:
             session_energy_kwh=f.scaled("e pres", 10000),
             total_energy_kwh=f.scaled("e total", 10000),
             serial=f.text("serial"),
-            uptime_s=f.number("sec"),
+            uptime_s=f.seconds("sec"),
         )
     if report_id is not None and 100 <= report_id <= 130:
         return SessionReport(
@@ -385,8 +420,8 @@ def _decode_report(f: _Fields) -> Report:
             hardware_current_a=f.scaled("curr hw", 1000),
             start_energy_kwh=f.scaled("e start", 10000),
             session_energy_kwh=f.scaled("e pres", 10000),
-            started_s=f.number("started[s]"),
-            ended_s=f.number("ended[s]"),
+            started_s=f.seconds("started[s]", MAX_SESSION_SECONDS),
+            ended_s=f.seconds("ended[s]", MAX_SESSION_SECONDS),
             started_text=f.text("started"),
             ended_text=f.text("ended"),
             reason=f.number("reason"),
@@ -394,7 +429,7 @@ def _decode_report(f: _Fields) -> Report:
             rfid_tag=f.tag("rfid tag"),
             rfid_class=f.tag("rfid class"),
             serial=f.text("serial"),
-            uptime_s=f.number("sec"),
+            uptime_s=f.seconds("sec"),
         )
     raise Malformed(f"unknown report ID {report_id}")
 
@@ -418,7 +453,7 @@ def _decode_report1(f: _Fields) -> Report1:
         set_boot=f.number("setboot"),
         dip_switch_1=dip,
         dip_switch_2=f.number("dip-sw2"),
-        uptime_s=f.number("sec"),
+        uptime_s=f.seconds("sec"),
         product_info=parse_product(product, firmware),
     )
 
