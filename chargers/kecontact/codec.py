@@ -17,9 +17,10 @@ from .products import ProductInfo, parse_product
 
 MAX_DATAGRAM = 4096  # real replies are at most 512 bytes
 UDP_ENABLED_BIT = 0x20  # DIP-Sw1, DSW1.3
-# No KEBA field is wider than 64 bits; old firmware does exceed uint32 (the
-# guide's `Sec` of 4294967296), so that is the limit we hold to.
-MAX_WIRE_NUMBER = 2**64 - 1
+# Old firmware exceeds uint32 (the guide's `Sec` of 4294967296), but nothing
+# a station means needs more than a signed 64-bit integer, which is also what
+# a database column holds.
+MAX_WIRE_NUMBER = 2**63 - 1
 # A session time is seconds since boot or a Unix time of the station's clock,
 # which `setdatetime` sets as a 32-bit value: anything larger is not a time.
 MAX_SESSION_SECONDS = 2**32 - 1
@@ -271,8 +272,8 @@ class _Fields:
         return self._in_range(key, int(value))
 
     def _in_range(self, key: str, number: int) -> int:
-        # Beyond 64 bits a value is no reading, and converting it to A or kWh
-        # would overflow a float.
+        # Larger values are no reading, could not be stored, and converting
+        # them to A or kWh would overflow a float.
         if abs(number) > MAX_WIRE_NUMBER:
             raise Malformed(f"field {key!r} is out of range, got {_brief(number)}")
         return number
