@@ -50,17 +50,10 @@ def station_hosts(count: int) -> list[str]:
 # The fleet (a separate process: its CPU time must not count as the gateway's)
 
 
-class QuietFleet(Fleet):
-    """Deaf to the loopback broadcast: discovery by tests running meanwhile must not find
-    these stations, identify them and so break their pacing."""
-
-    def _listen_for_broadcasts(self) -> None:
-        pass
-
-
 def serve_fleet(hosts: list[str], ready: ProcessEvent, stop: ProcessEvent, out: Connection) -> None:
     async def serve() -> None:
-        async with QuietFleet() as fleet:  # Clock speed 1: the protocol's real timing
+        # No broadcast listener: discovery by anyone else must not break these stations' pacing.
+        async with Fleet() as fleet:  # Clock speed 1: the protocol's real timing
             for host in hosts:
                 station = await fleet.add(host, "p30c")
                 station.plug_in(Car())

@@ -20,7 +20,13 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 
-from chargers.kecontact.emulator import MODEL_SPECS, Car, EmulatedStation, Fleet
+from chargers.kecontact.emulator import (
+    MODEL_SPECS,
+    Car,
+    EmulatedStation,
+    Fleet,
+    network_broadcast,
+)
 from chargers.kecontact.products import Capability, parse_product
 from chargers.kecontact.timing import Clock
 from chargers.models import Station
@@ -152,7 +158,8 @@ class Demo:
     def __init__(self, first: IPv4Address, *, speed: float, seed: int, time_zone: str) -> None:
         self.addresses = demo_addresses(first)
         self.clock = DemoClock(speed)
-        self.fleet = Fleet(clock=self.clock)
+        # Its own /24's broadcast: another demo or emulator elsewhere on loopback keeps its own.
+        self.fleet = Fleet(clock=self.clock, broadcast=network_broadcast(str(first)))
         self.seed = seed
         self.zone = ZoneInfo(time_zone)
         self.stations: list[EmulatedStation] = []

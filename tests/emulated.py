@@ -1,14 +1,62 @@
-"""Small factories for tests: emulated stations and a client on loopback."""
+"""Small factories for tests: emulated stations and a client on loopback.
+
+Each pytest process takes its own 127.A.B.0/24 so that two runs on one host
+(or a run beside `serve --demo` or `keba emulate`) never share an address:
+the gateway is 127.A.B.1, the stations 127.A.B.2-254, and the emulator's
+broadcast listener 127.A.B.255. Set KEBAWEB_TEST_NET=127.A.B.0/24 to choose it.
+"""
 
 import asyncio
+import os
+import random
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from ipaddress import IPv4Network
 
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Fleet
 from chargers.kecontact.timing import Clock, Timing
 
-GATEWAY_HOST = "127.0.0.1"
+KEBA_PORT = 7090
+
+
+def _can_bind(host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, KEBA_PORT))
+        except OSError:
+            return False
+    return True
+
+
+def _run_network() -> IPv4Network:
+    chosen = os.environ.get("KEBAWEB_TEST_NET")
+    if chosen:
+        network = IPv4Network(chosen, strict=True)
+        if network.prefixlen != 24 or not network.is_loopback:
+            raise SystemExit(f"KEBAWEB_TEST_NET={chosen}: give a loopback /24, e.g. 127.42.7.0/24")
+        return network
+    # 127.0.x.x is the demo's and `keba emulate`'s; 127.255.x.x holds the old
+    # shared broadcast address.
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        network = IPv4Network(f"127.{rng.randint(1, 254)}.{rng.randint(0, 254)}.0/24")
+        if _can_bind(str(network[1])) and _can_bind(str(network[255])):
+            return network
+    raise SystemExit("no free loopback /24 for the tests; set KEBAWEB_TEST_NET=127.A.B.0/24")
+
+
+NETWORK = _run_network()
+GATEWAY_HOST = str(NETWORK[1])
+BROADCAST = str(NETWORK[255])
+
+
+def station_address(n: int) -> str:
+    """The run's address for emulated station number `n` (2-254)."""
+    if not 2 <= n <= 254:
+        raise ValueError(f"station_address({n}): choose n in 2..254 (1 is the gateway)")
+    return str(NETWORK[n])
 
 
 @asynccontextmanager
@@ -20,7 +68,7 @@ async def fleet_and_client(
     client = KebaClient(
         GATEWAY_HOST, clock=clock, timing=timing, reply_timeout_s=reply_timeout_s, retries=retries
     )
-    async with Fleet(clock, timing) as fleet, client:
+    async with Fleet(clock, timing, broadcast=BROADCAST) as fleet, client:
         yield fleet, client
 
 

@@ -1,4 +1,4 @@
-"""The admin against a real gateway and emulated stations on loopback (127.0.7.x).
+"""The admin against a real gateway and emulated stations on the run's loopback range.
 
 Django's test client is synchronous: it runs in a thread (sync_to_async), and the
 admin's call to the gateway hops back onto this test's loop, where the gateway runs.
@@ -24,18 +24,18 @@ from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from chargers.models import Command, Event, Reading, Session, Site, Station, Tag
-from tests.emulated import wait_for
+from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address, wait_for
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-GATEWAY_HOST = "127.0.7.1"
 FAST = GatewaySettings(scan_interval_s=0.2, search_interval_s=0, heartbeat_s=60)
 ADD_URL = "/admin/chargers/station/add/"
 CHANGELIST_URL = "/admin/chargers/station/"
 DISCOVER_URL = "/admin/chargers/station/discover/"
+SMALL_RANGE = f"{NETWORK.network_address}/29"
 
 
 def gateway_channels() -> set[str]:
@@ -51,7 +51,7 @@ async def fleet_and_gateway(
     client = KebaClient(
         GATEWAY_HOST, clock=clock, timing=timing, reply_timeout_s=reply_timeout_s, retries=retries
     )
-    async with Fleet(clock, timing) as fleet, client:
+    async with Fleet(clock, timing, broadcast=BROADCAST) as fleet, client:
         if not start_gateway:
             yield fleet, client
             return
@@ -61,7 +61,7 @@ async def fleet_and_gateway(
 
 @asynccontextmanager
 async def running(client: KebaClient) -> AsyncIterator[Gateway]:
-    gateway = Gateway(client, settings=FAST, broadcast="127.255.255.255")
+    gateway = Gateway(client, settings=FAST, broadcast=BROADCAST)
     before = gateway_channels()
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
@@ -117,9 +117,9 @@ def stations() -> list[Station]:
 
 async def test_it_identifies_a_station_added_by_address() -> None:
     async with fleet_and_gateway() as (fleet, _):
-        await fleet.add("127.0.7.2", "p30c", serial="22054282")
+        await fleet.add(station_address(2), "p30c", serial="22054282")
         client = await sync_to_async(admin_client)()
-        response = await post(client, ADD_URL, {"name": "", "address": "127.0.7.2"})
+        response = await post(client, ADD_URL, {"name": "", "address": station_address(2)})
     assert response.status_code == 302 and response["Location"] == CHANGELIST_URL
     (station,) = await sync_to_async(stations)()
     assert station.serial == "22054282" and station.product == "KC-P30-EC240422-E00"
@@ -130,18 +130,18 @@ async def test_it_identifies_a_station_added_by_address() -> None:
 async def test_it_shows_why_nothing_answers_and_stores_nothing() -> None:
     async with fleet_and_gateway(reply_timeout_s=0.2, retries=1):
         client = await sync_to_async(admin_client)()
-        response = await post(client, ADD_URL, {"name": "Garage", "address": "127.0.7.3"})
+        response = await post(client, ADD_URL, {"name": "Garage", "address": station_address(3)})
     assert response.status_code == 200
     (error,) = form_errors(response, "address")
-    assert "no reply from 127.0.7.3" in error and "DSW1.3" in error
+    assert f"no reply from {station_address(3)}" in error and "DSW1.3" in error
     assert await sync_to_async(stations)() == []
 
 
 async def test_it_says_to_switch_udp_on_for_a_station_with_udp_disabled() -> None:
     async with fleet_and_gateway() as (fleet, _):
-        await fleet.add("127.0.7.4", "p30c", udp_enabled=False)
+        await fleet.add(station_address(4), "p30c", udp_enabled=False)
         client = await sync_to_async(admin_client)()
-        response = await post(client, ADD_URL, {"name": "Garage", "address": "127.0.7.4"})
+        response = await post(client, ADD_URL, {"name": "Garage", "address": station_address(4)})
     (error,) = form_errors(response, "address")
     assert "UDP interface is switched off" in error and "DSW1.3 to ON" in error
     assert await sync_to_async(stations)() == []
@@ -149,13 +149,16 @@ async def test_it_says_to_switch_udp_on_for_a_station_with_udp_disabled() -> Non
 
 async def test_it_refuses_to_add_the_same_station_twice() -> None:
     async with fleet_and_gateway() as (fleet, _):
-        await fleet.add("127.0.7.2", "p30c", serial="22054282")
+        await fleet.add(station_address(2), "p30c", serial="22054282")
         client = await sync_to_async(admin_client)()
-        first = await post(client, ADD_URL, {"name": "Garage", "address": "127.0.7.2"})
-        second = await post(client, ADD_URL, {"name": "Again", "address": "127.0.7.2"})
+        first = await post(client, ADD_URL, {"name": "Garage", "address": station_address(2)})
+        second = await post(client, ADD_URL, {"name": "Again", "address": station_address(2)})
     assert first.status_code == 302 and second.status_code == 200
     (error,) = form_errors(second, "address")
-    assert "serial 22054282" in error and "already registered as Garage (127.0.7.2)" in error
+    assert (
+        "serial 22054282" in error
+        and f"already registered as Garage ({station_address(2)})" in error
+    )
     assert [s.name for s in await sync_to_async(stations)()] == ["Garage"]
 
 
@@ -164,18 +167,18 @@ async def test_it_refuses_to_add_the_same_station_twice() -> None:
 
 async def test_it_discovers_a_station_in_a_network_and_adds_it_from_the_list() -> None:
     async with fleet_and_gateway() as (fleet, _):
-        await fleet.add("127.0.7.2", "p30x", serial="31234567")
+        await fleet.add(station_address(2), "p30x", serial="31234567")
         client = await sync_to_async(admin_client)()
-        found = await post(client, DISCOVER_URL, {"network": "127.0.7.0/29"})
-        added = await post(client, DISCOVER_URL, {"name": "Carport", "address": "127.0.7.2"})
-        again = await post(client, DISCOVER_URL, {"network": "127.0.7.0/29"})
+        found = await post(client, DISCOVER_URL, {"network": SMALL_RANGE})
+        added = await post(client, DISCOVER_URL, {"name": "Carport", "address": station_address(2)})
+        again = await post(client, DISCOVER_URL, {"network": SMALL_RANGE})
     page = found.content.decode()
-    assert "127.0.7.2" in page and "31234567" in page and "P30 x-series" in page
+    assert station_address(2) in page and "31234567" in page and "P30 x-series" in page
     assert 'value="Add"' in page
     assert added.status_code == 302 and added["Location"] == CHANGELIST_URL
     (station,) = await sync_to_async(stations)()
     assert station.name == "Carport" and station.serial == "31234567"
-    assert "Carport (127.0.7.2)" in again.content.decode()
+    assert f"Carport ({station_address(2)})" in again.content.decode()
     assert 'value="Add"' not in again.content.decode()
 
 
@@ -192,8 +195,10 @@ async def test_it_shows_a_bad_network_as_a_message() -> None:
 
 async def test_it_shows_the_latest_status_and_recent_events_after_a_poll() -> None:
     async with fleet_and_gateway() as (fleet, _):
-        emulated = await fleet.add("127.0.7.2", "p30c")
-        station = await sync_to_async(Station.objects.create)(name="Garage", address="127.0.7.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(Station.objects.create)(
+            name="Garage", address=station_address(2)
+        )
         emulated.plug_in(Car(max_current_a=16))
         await until(lambda: Station.objects.get(pk=station.pk).state == 3)
         client = await sync_to_async(admin_client)()
@@ -208,7 +213,7 @@ async def test_it_shows_the_latest_status_and_recent_events_after_a_poll() -> No
 
 
 def test_it_renders_a_station_page_without_the_gateway_and_only_the_newest_events() -> None:
-    station = Station.objects.create(name="Garage", address="127.0.7.2")
+    station = Station.objects.create(name="Garage", address=station_address(2))
     for n in range(25):
         Event.objects.create(station=station, kind="state", message=f"event number {n:02}")
     Command.objects.create(station=station, wire="curr 10000", requested_by="rule")
@@ -221,7 +226,7 @@ def test_it_renders_a_station_page_without_the_gateway_and_only_the_newest_event
 
 
 def test_it_saves_name_and_site_while_new_events_arrive() -> None:
-    station = Station.objects.create(name="Garage", address="127.0.7.2")
+    station = Station.objects.create(name="Garage", address=station_address(2))
     site = Site.objects.create(name="Home")
     for n in range(22):
         Event.objects.create(station=station, kind="state", message=f"event number {n}")
@@ -257,7 +262,7 @@ def change_form_data(response: "Response") -> dict[str, Any]:
 
 
 def test_it_refuses_a_command_with_a_typo_and_says_why() -> None:
-    station = Station.objects.create(name="Garage", address="127.0.7.2")
+    station = Station.objects.create(name="Garage", address=station_address(2))
     response = admin_client().post(
         "/admin/chargers/command/add/", {"station": station.pk, "wire": "curr 100000"}
     )
@@ -269,8 +274,10 @@ def test_it_refuses_a_command_with_a_typo_and_says_why() -> None:
 
 async def test_it_queues_a_command_that_the_gateway_then_verifies() -> None:
     async with fleet_and_gateway(start_gateway=False) as (fleet, keba):
-        emulated = await fleet.add("127.0.7.2", "p30c")
-        station = await sync_to_async(Station.objects.create)(name="Garage", address="127.0.7.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(Station.objects.create)(
+            name="Garage", address=station_address(2)
+        )
         client = await sync_to_async(admin_client)()
         response = await post(
             client, "/admin/chargers/command/add/", {"station": station.pk, "wire": "CURR  10000"}
@@ -313,7 +320,7 @@ def test_it_refuses_a_tag_that_is_not_hexadecimal() -> None:
 )
 def test_it_lists_each_kind_of_row(model: str) -> None:
     site = Site.objects.create(name="Home")
-    station = Station.objects.create(name="Garage", address="127.0.7.2", site=site, state=2)
+    station = Station.objects.create(name="Garage", address=station_address(2), site=site, state=2)
     Command.objects.create(station=station, wire="curr 10000")
     Session.objects.create(station=station, keba_session_id=7, started_at=timezone.now())
     Tag.objects.create(tag="04A1B2C300000000", label="Anna's card")

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chargers.kecontact.client import KebaClient
+from tests.emulated import GATEWAY_HOST, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 
@@ -20,7 +21,7 @@ async def test_it_runs_stations_that_answer_until_terminated() -> None:
         "keba",
         "emulate",
         "--station",
-        "127.0.0.4=p20",
+        f"{station_address(4)}=p20",
         "--serial-base",
         "500",
         stdout=asyncio.subprocess.PIPE,
@@ -29,13 +30,13 @@ async def test_it_runs_stations_that_answer_until_terminated() -> None:
         assert process.stdout is not None
         async with asyncio.timeout(30):
             first_line = (await process.stdout.readline()).decode()
-        async with KebaClient("127.0.0.1") as client:
-            identity = await client.identify("127.0.0.4")
+        async with KebaClient(GATEWAY_HOST) as client:
+            identity = await client.identify(station_address(4))
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             status = await process.wait()
-    assert first_line.split()[:2] == ["127.0.0.4", "p20"]
+    assert first_line.split()[:2] == [station_address(4), "p20"]
     assert "serial 500" in first_line
     assert identity.serial == "500"
     assert status == 0
@@ -48,4 +49,4 @@ def test_it_keeps_emulated_stations_on_loopback() -> None:
 
 def test_it_lists_the_models_it_knows() -> None:
     with pytest.raises(CommandError, match=r"unknown model 'p99'; choose one of p20 .*, p30c"):
-        call_command("keba", "emulate", "--station", "127.0.0.2=p99")
+        call_command("keba", "emulate", "--station", f"{station_address(2)}=p99")

@@ -18,9 +18,9 @@ from chargers.kecontact.codec import (
 )
 from chargers.kecontact.emulator import Car
 from chargers.kecontact.errors import Refused
-from tests.emulated import fleet_and_client, wait_for
+from tests.emulated import fleet_and_client, station_address, wait_for
 
-HOST = "127.0.0.2"
+HOST = station_address(2)
 
 
 async def _status(client: object, host: str = HOST) -> Report2:
@@ -133,7 +133,9 @@ async def test_it_refuses_a_phase_switch_within_the_cool_down() -> None:
         await first.send(HOST, commands.switch_phases(False))
         # Another program knows nothing of the last switch; the station does.
         await fleet.clock.sleep(fleet.timing.min_gap_s)  # the station's pacing holds for all
-        async with KebaClient("127.0.0.100", clock=fleet.clock, reply_timeout_s=0.5) as other:
+        async with KebaClient(
+            station_address(100), clock=fleet.clock, reply_timeout_s=0.5
+        ) as other:
             with pytest.raises(Refused, match="X2 : not allowed now"):
                 await other.send(HOST, commands.switch_phases(True))
     assert station.x2_three_phases is False

@@ -17,7 +17,7 @@ from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Site, Station
-from tests.emulated import fleet_and_client, wait_for
+from tests.emulated import BROADCAST, GATEWAY_HOST, fleet_and_client, station_address, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,7 @@ FAST = GatewaySettings(scan_interval_s=0.2, search_interval_s=0, heartbeat_s=60)
 
 @asynccontextmanager
 async def running(client: KebaClient) -> AsyncIterator[Gateway]:
-    gateway = Gateway(client, settings=FAST, broadcast="127.255.255.255")
+    gateway = Gateway(client, settings=FAST, broadcast=BROADCAST)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:
@@ -59,8 +59,8 @@ async def charge_one_session(fleet: Fleet, host: str, kwh: float) -> None:
 
 async def test_it_records_readings_and_a_live_session_during_a_charge() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c", serial="22054282")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c", serial="22054282")
+        station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.plug_in(Car(max_current_a=16))
@@ -75,10 +75,10 @@ async def test_it_records_readings_and_a_live_session_during_a_charge() -> None:
 
 async def test_it_backfills_sessions_after_downtime_exactly_once() -> None:
     async with fleet_and_client(speed=500) as (fleet, client):
-        await fleet.add("127.0.0.2", "p30c")
+        await fleet.add(station_address(2), "p30c")
         for kwh in (1.0, 2.0, 3.0):
-            await charge_one_session(fleet, "127.0.0.2", kwh)
-        await sync_to_async(add_station)("127.0.0.2")
+            await charge_one_session(fleet, station_address(2), kwh)
+        await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Session.objects.count() == 3)
         async with running(client):  # a restart reads the log again
@@ -92,8 +92,8 @@ async def test_it_backfills_sessions_after_downtime_exactly_once() -> None:
 
 async def test_it_executes_and_verifies_a_command() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(add_station)(station_address(2))
         row = await sync_to_async(Command.objects.create)(station=station, wire="curr 10000")
         async with running(client):
             await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
@@ -102,8 +102,8 @@ async def test_it_executes_and_verifies_a_command() -> None:
 
 async def test_it_refuses_a_command_the_model_cannot_do_without_sending_it() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.3", "p20")
-        station = await sync_to_async(add_station)("127.0.0.3")
+        emulated = await fleet.add(station_address(3), "p20")
+        station = await sync_to_async(add_station)(station_address(3))
         row = await sync_to_async(Command.objects.create)(station=station, wire="currtime 10000 1")
         async with running(client):
             await until(lambda: Command.objects.get(pk=row.pk).status == "refused")
@@ -114,8 +114,8 @@ async def test_it_refuses_a_command_the_model_cannot_do_without_sending_it() -> 
 
 async def test_it_marks_a_silent_station_offline_and_logs_its_return() -> None:
     async with fleet_and_client(speed=200, reply_timeout_s=0.1, retries=0) as (fleet, client):
-        emulated = await fleet.add("127.0.0.4", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.4")
+        emulated = await fleet.add(station_address(4), "p30c")
+        station = await sync_to_async(add_station)(station_address(4))
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.loss = 1.0  # the station stops answering
@@ -128,19 +128,19 @@ async def test_it_marks_a_silent_station_offline_and_logs_its_return() -> None:
 
 async def test_it_follows_a_station_to_its_new_address() -> None:
     async with fleet_and_client(speed=200, reply_timeout_s=0.1, retries=0) as (fleet, client):
-        await fleet.add("127.0.0.2", "p30c", serial="12345678")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        await fleet.add(station_address(2), "p30c", serial="12345678")
+        station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
-            await fleet.move("127.0.0.2", "127.0.0.22")
-            await until(lambda: Station.objects.get(pk=station.pk).address == "127.0.0.22")
+            await fleet.move(station_address(2), station_address(22))
+            await until(lambda: Station.objects.get(pk=station.pk).address == station_address(22))
     assert await sync_to_async(Event.objects.filter(kind="moved").exists)()
 
 
 async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        await sync_to_async(add_station)(station_address(2))
         emulated.plug_in(Car())
         async with running(client):
             await until(lambda: Session.objects.filter(energy_kwh__gt=0).exists())
@@ -153,9 +153,9 @@ async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
 
 async def test_a_queued_command_wakes_the_gateway_at_once() -> None:
     async with fleet_and_client(speed=1) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
+        emulated = await fleet.add(station_address(2), "p30c")
         station = await sync_to_async(Station.objects.create)(
-            name="Slow", address="127.0.0.2", poll_interval_s=3600
+            name="Slow", address=station_address(2), poll_interval_s=3600
         )
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
@@ -167,8 +167,8 @@ async def test_a_queued_command_wakes_the_gateway_at_once() -> None:
 
 async def test_it_expires_a_command_that_waited_too_long_without_sending_it() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(add_station)(station_address(2))
         row = await sync_to_async(services.queue_command)(
             station, "curr 10000", "test", lifetime=timedelta(seconds=-1)
         )
@@ -179,8 +179,8 @@ async def test_it_expires_a_command_that_waited_too_long_without_sending_it() ->
 
 async def test_it_retries_a_command_the_station_did_not_answer() -> None:
     async with fleet_and_client(speed=50, reply_timeout_s=0.2, retries=0) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.unanswered = {"ena"}  # the first `ena 0` is lost
@@ -195,8 +195,8 @@ async def test_it_retries_a_command_the_station_did_not_answer() -> None:
 
 async def test_it_gives_up_on_a_command_after_bounded_attempts() -> None:
     async with fleet_and_client(speed=200, reply_timeout_s=0.2, retries=0) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.unanswered = {"curr"}
@@ -209,10 +209,10 @@ async def test_it_gives_up_on_a_command_after_bounded_attempts() -> None:
 
 async def test_it_converges_under_30_percent_packet_loss() -> None:
     async with fleet_and_client(speed=100, reply_timeout_s=0.1, retries=3) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c", faults=Faults(loss=0.3), seed=11)
+        emulated = await fleet.add(station_address(2), "p30c", faults=Faults(loss=0.3), seed=11)
         for kwh in (1.0, 2.0):
-            await charge_one_session(fleet, "127.0.0.2", kwh)
-        station = await sync_to_async(add_station)("127.0.0.2")
+            await charge_one_session(fleet, station_address(2), kwh)
+        station = await sync_to_async(add_station)(station_address(2))
         row = await sync_to_async(services.queue_command)(station, "curr 14000", "test")
         async with running(client):
             emulated.plug_in(Car())
@@ -232,8 +232,8 @@ async def test_it_publishes_each_status_change_to_the_station_groups() -> None:
     channel = await layer.new_channel()
     await layer.group_add(live.ALL_STATIONS_GROUP, channel)
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        station = await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await sync_to_async(add_station)(station_address(2))
         emulated.plug_in(Car())
         async with running(client):
             message = await asyncio.wait_for(layer.receive(channel), 20)
@@ -246,18 +246,18 @@ async def test_it_publishes_each_status_change_to_the_station_groups() -> None:
 
 def test_a_second_gateway_on_the_same_address_is_refused_with_a_clear_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-        first.bind(("127.0.8.1", 7090))
+        first.bind((GATEWAY_HOST, 7090))
         with pytest.raises(CommandError, match="already in use by another program"):
-            call_command("gateway", "--bind", "127.0.8.1")
+            call_command("gateway", "--bind", GATEWAY_HOST)
 
 
 async def test_a_stop_stores_what_was_observed_and_a_restart_continues() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        emulated = await fleet.add("127.0.0.2", "p30c")
-        await sync_to_async(add_station)("127.0.0.2")
+        emulated = await fleet.add(station_address(2), "p30c")
+        await sync_to_async(add_station)(station_address(2))
         emulated.plug_in(Car())
         slow_writes = GatewaySettings(scan_interval_s=0.2, flush_interval_s=3600)
-        gateway = Gateway(client, settings=slow_writes)
+        gateway = Gateway(client, settings=slow_writes, broadcast=BROADCAST)
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         await until(lambda: Session.objects.exists())  # the log import is written at once
@@ -273,18 +273,18 @@ async def test_a_stop_stores_what_was_observed_and_a_restart_continues() -> None
 
 async def test_a_gateway_for_one_site_leaves_other_sites_stations_alone() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
-        await fleet.add("127.0.0.2", "p30c")
-        other = await fleet.add("127.0.0.3", "p30c")
+        await fleet.add(station_address(2), "p30c")
+        other = await fleet.add(station_address(3), "p30c")
 
         def two_sites() -> tuple[Station, Station]:
             here, there = Site.objects.create(name="Garage"), Site.objects.create(name="Office")
             return (
-                Station.objects.create(name="A", address="127.0.0.2", site=here),
-                Station.objects.create(name="B", address="127.0.0.3", site=there),
+                Station.objects.create(name="A", address=station_address(2), site=here),
+                Station.objects.create(name="B", address=station_address(3), site=there),
             )
 
         mine, theirs = await sync_to_async(two_sites)()
-        gateway = Gateway(client, settings=FAST, site="Garage")
+        gateway = Gateway(client, settings=FAST, broadcast=BROADCAST, site="Garage")
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         await until(lambda: Station.objects.get(pk=mine.pk).is_online)

@@ -9,9 +9,9 @@ from keba_kecontact.connection import KebaKeContact
 
 from chargers.kecontact.emulator import Car, EmulatedStation, Fleet
 from chargers.kecontact.timing import Clock
-from tests.emulated import GATEWAY_HOST, wait_for
+from tests.emulated import GATEWAY_HOST, station_address, wait_for
 
-HOST = "127.0.0.2"
+HOST = station_address(2)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ import pytest
 from chargers import recorder
 from chargers.kecontact.codec import ChargingState, PlugState, Report2, Report3
 from chargers.models import Reading, Station
+from tests.emulated import station_address
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,7 @@ def station(name: str, address: str) -> Station:
 
 
 def test_it_stores_a_reading_on_change_and_at_the_heartbeat_only() -> None:
-    garage = station("Garage", "127.0.0.2")
+    garage = station("Garage", station_address(2))
     keeper = recorder.Recorder(heartbeat_s=300)
     for seconds in range(0, 600, 5):  # ten minutes of the same status
         keeper.observe(garage.pk, CHARGING, METER, AT + timedelta(seconds=seconds))
@@ -32,7 +33,7 @@ def test_it_stores_a_reading_on_change_and_at_the_heartbeat_only() -> None:
 
 
 def test_it_keeps_a_batch_it_could_not_write_for_the_next_flush() -> None:
-    garage = station("Garage", "127.0.0.2")
+    garage = station("Garage", station_address(2))
     keeper = recorder.Recorder(heartbeat_s=300)
     keeper.observe(garage.pk, CHARGING, METER, AT)
     failed = keeper.take()
@@ -46,7 +47,7 @@ def test_it_keeps_a_batch_it_could_not_write_for_the_next_flush() -> None:
 
 
 def test_a_deleted_station_does_not_block_the_others() -> None:
-    garage, carport = station("Garage", "127.0.0.2"), station("Carport", "127.0.0.3")
+    garage, carport = station("Garage", station_address(2)), station("Carport", station_address(3))
     keeper = recorder.Recorder(heartbeat_s=300)
     keeper.observe(garage.pk, CHARGING, METER, AT)
     keeper.observe(carport.pk, CHARGING, METER, AT)

@@ -11,6 +11,7 @@ from django_q.tasks import async_task, result
 
 from chargers.models import Reading, RetentionProgress, Station
 from chargers.retention import thin_readings
+from tests.emulated import station_address
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +24,7 @@ Status = tuple[int, int]  # state, plug
 
 
 def make_station(number: int) -> Station:
-    return Station.objects.create(name=f"Garage {number}", address=f"127.0.0.{number + 1}")
+    return Station.objects.create(name=f"Garage {number}", address=station_address(number + 1))
 
 
 def add_hour(station: Station, start: datetime, status: Callable[[datetime], Status]) -> None:

@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chargers.kecontact.emulator import Fleet
+from tests.emulated import BROADCAST, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
-GATEWAY = "127.0.9.1"
-STATION = "127.0.9.2"
+# Not the run's GATEWAY_HOST: a gateway left over from another test must not matter here.
+GATEWAY = station_address(210)
+STATION = station_address(211)
 
 WEB_SIDE = f"""
 from chargers import services
@@ -81,10 +83,11 @@ async def test_the_web_side_reaches_a_separate_gateway_through_redis(tmp_path: P
         "KEBAWEB_DATA_DIR": str(tmp_path),
         "REDIS_URL": f"redis://127.0.0.1:{port}/0",
         "PYTHONUNBUFFERED": "1",
+        "KEBA_BROADCAST": BROADCAST,
     }
     async with (
         process(*redis_command, env=env, ready=b"Ready to accept connections"),
-        Fleet() as fleet,
+        Fleet(broadcast=BROADCAST) as fleet,
     ):
         emulated = await fleet.add(STATION, "p30c", serial="31000001")
         await manage("migrate", env=env)

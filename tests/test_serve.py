@@ -14,11 +14,12 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 
 from chargers.runtime import BackOff, ClusterSupervisor, RestartPolicy
+from tests.emulated import BROADCAST, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
-# Addresses no other test uses, so the suite can run while this one does.
-UDP_BIND = "127.0.3.1"
-DEMO_NETWORK = "127.0.3.2"
+# Addresses no other test of this run uses, so a server left over cannot disturb them.
+UDP_BIND = station_address(200)
+DEMO_NETWORK = station_address(201)
 DEMO_NAMES = {"Demo P30 c", "Demo P20", "Demo P30 x"}
 CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test installs it
 # Headless as root, and no calls home: this machine has no network beyond loopback.
@@ -57,7 +58,11 @@ def serve_command(port: int, *options: str) -> list[str]:
 
 
 def environment(data_dir: Path) -> dict[str, str]:
-    return os.environ | {"KEBAWEB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    return os.environ | {
+        "KEBAWEB_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+        "KEBA_BROADCAST": BROADCAST,
+    }
 
 
 @asynccontextmanager

@@ -1,6 +1,6 @@
 """Stateful emulated KEBA stations for tests and the demo.
 
-Each station owns 127.0.0.N:7090, keeps plug/state/energy/session-log state,
+Each station owns its own address's port 7090, keeps plug/state/energy/session-log state,
 follows the command rules (ranges, model capabilities, pacing, x2 cool-down)
 and replies to port 7090 of the sender, as a real one does. A simulated car
 draws power from the offered current; time comes from a `Clock`, so tests
@@ -15,14 +15,14 @@ import struct
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Network
 
 from .commands import Command, check_supported, parse_command
-from .errors import KebaError
+from .errors import KebaError, PortBusy
 from .products import Capability, ProductInfo, parse_product
 from .timing import Clock, Timing
 
 KEBA_PORT = 7090
-BROADCAST_ADDRESS = "127.255.255.255"  # the loopback network's broadcast
 SO_TIMESTAMPNS = 35  # Linux: kernel receive time, immune to a busy event loop
 VOLTAGE_V = 230
 HARDWARE_CURRENT_MA = 32000
@@ -678,12 +678,31 @@ def _arrival_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     return time.time()
 
 
-class Fleet:
-    """Many emulated stations in one event loop, plus a broadcast listener."""
+def network_broadcast(host: str) -> str:
+    """The broadcast address of `host`'s /24: where its fleet listens by convention."""
+    return str(IPv4Network(f"{host}/24", strict=False).broadcast_address)
 
-    def __init__(self, clock: Clock | None = None, timing: Timing | None = None) -> None:
+
+class Fleet:
+    """Many emulated stations in one event loop, plus a broadcast listener.
+
+    `broadcast` is the address whose port 7090 hears discovery (`i`) for all
+    the fleet's stations, e.g. 127.0.0.255 for stations on 127.0.0.x (see
+    `network_broadcast`); None leaves discovery unheard, so stations are found
+    only by a scan. It is bound exclusively: two fleets listening on one
+    address would each hear only some of the broadcasts.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        timing: Timing | None = None,
+        *,
+        broadcast: str | None = None,
+    ) -> None:
         self.clock = clock or Clock()
         self.timing = timing or Timing()
+        self.broadcast = broadcast
         self.stations: dict[str, EmulatedStation] = {}
         self._broadcast: socket.socket | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -708,9 +727,9 @@ class Fleet:
             faults=faults or Faults(),
             **options,  # type: ignore[arg-type]
         )
+        self._listen_for_broadcasts()
         await station.bind()
         self.stations[host] = station
-        self._listen_for_broadcasts()
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         return station
@@ -719,16 +738,18 @@ class Fleet:
         return self.stations[host]
 
     def _listen_for_broadcasts(self) -> None:
-        if self._broadcast is not None:
+        if self._broadcast is not None or self.broadcast is None:
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # Shared with other fleets on purpose: every one of them must hear `i`.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((BROADCAST_ADDRESS, KEBA_PORT))
-        except OSError:
+            sock.bind((self.broadcast, KEBA_PORT))
+        except OSError as exc:
             sock.close()
-            return
+            raise PortBusy(
+                f"cannot listen for discovery on {self.broadcast}:{KEBA_PORT}: "
+                f"{exc.strerror or exc}; give each emulator its own broadcast address "
+                "(e.g. 127.0.1.255 for stations on 127.0.1.x)"
+            ) from None
         sock.setblocking(False)
         self._broadcast = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._broadcast_readable)

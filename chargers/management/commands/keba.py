@@ -26,7 +26,14 @@ from chargers.kecontact.client import MAX_SCAN_ADDRESSES, FoundStation, KebaClie
 from chargers.kecontact.codec import Message, decode
 from chargers.kecontact.commands import Command as KebaCommand
 from chargers.kecontact.commands import parse_command
-from chargers.kecontact.emulator import MODELS, Car, EmulatedStation, Faults, Fleet
+from chargers.kecontact.emulator import (
+    MODELS,
+    Car,
+    EmulatedStation,
+    Faults,
+    Fleet,
+    network_broadcast,
+)
 from chargers.kecontact.errors import KebaError
 from chargers.kecontact.jsonable import to_jsonable
 from chargers.kecontact.timing import Clock, Timing
@@ -188,6 +195,12 @@ class Command(BaseCommand):
             "--strict-source-port", action="store_true", help="ignore requests not from port 7090"
         )
         p.add_argument("--serial-base", type=int, metavar="N", help="serials N, N+1, ...")
+        p.add_argument(
+            "--broadcast",
+            type=ipv4,
+            metavar="ADDR",
+            help="where to hear discovery (default: the first station's x.y.z.255)",
+        )
         p.add_argument("--allow-lan", action="store_true", help="allow non-loopback addresses")
 
     def _add_bind(self, parser: argparse.ArgumentParser) -> None:
@@ -289,7 +302,8 @@ class Command(BaseCommand):
         asyncio.run(self.emulate(stations, options))
 
     async def emulate(self, stations: list[tuple[str, str]], options: dict[str, Any]) -> None:
-        fleet = Fleet(clock=Clock(options["speed"]), timing=Timing())
+        broadcast = str(options["broadcast"] or network_broadcast(stations[0][0]))
+        fleet = Fleet(clock=Clock(options["speed"]), timing=Timing(), broadcast=broadcast)
         try:
             for index, (host, model) in enumerate(stations):
                 station = await self.start_station(fleet, host, model, index, options)
@@ -320,6 +334,8 @@ class Command(BaseCommand):
                 udp_enabled=not options["udp_disabled"],
                 strict_source_port=options["strict_source_port"],
             )
+        except KebaError as exc:
+            raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot listen on {host}:7090: {exc.strerror or exc}") from None
         if options["car"]:
