@@ -23,6 +23,7 @@ from chargers.kecontact.codec import (
     Started,
     StatusUpdate,
     decode,
+    seconds_before,
 )
 from chargers.kecontact.errors import Malformed
 from chargers.kecontact.jsonable import to_jsonable
@@ -441,6 +442,17 @@ def test_it_gives_no_time_when_counting_back_leaves_year_one() -> None:
     session = decode_session(session_fields(**{"started[s]": 1000, "Sec": 5000}))
 
     assert session.started_at(datetime.min) is None
+
+
+@pytest.mark.parametrize("seconds", [2**62, -(2**62), float("nan"), float("inf")])
+def test_it_gives_no_time_for_an_uptime_that_leaves_the_calendar(seconds: float) -> None:
+    assert seconds_before(datetime(2024, 5, 21, 12, 0, tzinfo=UTC), seconds) is None
+
+
+def test_it_counts_an_uptime_back_to_the_boot_time() -> None:
+    received_at = datetime(2024, 5, 21, 12, 0, tzinfo=UTC)
+
+    assert seconds_before(received_at, 3600) == datetime(2024, 5, 21, 11, 0, tzinfo=UTC)
 
 
 # Status messages and the boot line.

@@ -231,16 +231,22 @@ def _session_time(
             return datetime.strptime(text.strip()[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         except ValueError:
             pass  # firmware placeholders and garbage: fall back to the seconds
-    if not seconds:
+    if not seconds or session.uptime_s is None:
         return None
-    try:
-        if session.uptime_s is not None and seconds > session.uptime_s:
-            return datetime.fromtimestamp(seconds, UTC)
-        if session.uptime_s is not None and received_at is not None:
-            return received_at - timedelta(seconds=session.uptime_s - seconds)
-    except (OverflowError, ValueError, OSError):
-        return None
+    if seconds > session.uptime_s:
+        return datetime.fromtimestamp(seconds, UTC)  # at most 2**32 - 1: in range
+    if received_at is not None:
+        return seconds_before(received_at, session.uptime_s - seconds)
     return None
+
+
+def seconds_before(when: datetime, seconds: float) -> datetime | None:
+    """`when` less a count of seconds from a station (an uptime, say); None
+    when an absurd count would leave the calendar (or is not a number at all)."""
+    try:
+        return when - timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        return None
 
 
 # Field readers: every wrong type becomes Malformed, never another exception.
