@@ -2,7 +2,8 @@
 
 Wire units are mA, 0.1 Wh, mW and 0.1 %; the values here are A, kWh, W and %.
 Old firmware sends dirty JSON (trailing commas, bare members, padded strings,
-numbers beyond uint32): tolerated. Anything else raises `Malformed` saying why.
+numbers beyond uint32): tolerated. Anything else, including a value no
+station can mean, raises `Malformed` saying why; decode raises nothing else.
 """
 
 import json
