@@ -9,6 +9,7 @@ and the demo run sped up. Faults can be injected per station.
 
 import asyncio
 import contextlib
+import errno
 import random
 import socket
 import struct
@@ -80,6 +81,9 @@ class Faults:
     # Commands (by name) the station neither executes nor answers, as when
     # a datagram is lost on the way in.
     unanswered: set[str] = field(default_factory=set)
+    # Hears and sends nothing, as with its network cable pulled, but keeps
+    # charging; unlike `loss`, commands are not executed either.
+    silent: bool = False
 
 
 @dataclass
@@ -362,15 +366,9 @@ class EmulatedStation:
     # Network
 
     async def bind(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.host, KEBA_PORT))
-        except OSError as exc:
-            sock.close()
-            raise KebaError(f"cannot emulate a station on {self.host}:{KEBA_PORT}: {exc}") from None
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._listen(_station_socket(self.host))
+
+    def _listen(self, sock: socket.socket) -> None:
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
@@ -382,9 +380,10 @@ class EmulatedStation:
 
     async def move_to(self, new_host: str) -> None:
         """The station gets a new address (DHCP), keeping everything else."""
+        sock = _station_socket(new_host)  # first, so a failed move leaves it where it was
         self.close()
         self.host = new_host
-        await self.bind()
+        self._listen(sock)
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -399,6 +398,8 @@ class EmulatedStation:
 
     def handle(self, data: bytes, addr: tuple[str, int], arrived_real: float) -> None:
         sender, port = addr
+        if self.faults.silent:
+            return
         if self.strict_source_port and port != KEBA_PORT:
             return
         text = data.decode("latin-1").strip()
@@ -444,7 +445,7 @@ class EmulatedStation:
 
     def _send(self, payload: bytes, host: str) -> None:
         # Always to port 7090 of the sender, whatever port it sent from.
-        if self._sock is not None:
+        if self._sock is not None and not self.faults.silent:
             with contextlib.suppress(OSError):
                 self._sock.sendto(payload, (host, KEBA_PORT))
 
@@ -670,6 +671,29 @@ class EmulatedStation:
         return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
+def _station_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, KEBA_PORT))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortBusy(
+                f"{host}:{KEBA_PORT} is already in use by another program (another emulator?); "
+                "stop it or choose another address"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise PortBusy(
+                f"{host} is not an address of this machine; choose a loopback address "
+                "such as 127.0.0.2"
+            ) from None
+        raise PortBusy(f"cannot emulate a station on {host}:{KEBA_PORT}: {exc}") from None
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
 def _arrival_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
@@ -772,9 +796,9 @@ class Fleet:
                 station.tick()
 
     async def move(self, old_host: str, new_host: str) -> EmulatedStation:
-        station = self.stations.pop(old_host)
+        station = self.stations[old_host]
         await station.move_to(new_host)
-        self.stations[new_host] = station
+        self.stations[new_host] = self.stations.pop(old_host)
         return station
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@
     keba decode [FILE ...]            captured datagrams as JSON
     keba send HOST COMMAND ...        one command, e.g. `currtime 10000 60`
     keba discover [--scan CIDR]       find stations on the LAN
-    keba emulate --station 127.0.0.2=p30c ...   emulated stations for a demo
+    keba emulate --station 127.0.0.2=p30c ...   emulated stations, driven from stdin
 
 Each subcommand is a thin layer over chargers.kecontact; nothing here needs
 the database.
@@ -38,6 +38,8 @@ from chargers.kecontact.errors import KebaError
 from chargers.kecontact.jsonable import to_jsonable
 from chargers.kecontact.timing import Clock, Timing
 from chargers.management.arguments import ipv4, non_negative, positive, probability
+from chargers.management.emulator_console import HELP as CONSOLE_HELP
+from chargers.management.emulator_console import Console, ConsoleError, stdin_lines
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 DEFAULT_MODEL = "p30c"
@@ -167,7 +169,14 @@ class Command(BaseCommand):
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         self._add_bind(p)
 
-        p = sub.add_parser("emulate", help="run emulated stations until interrupted")
+        p = sub.add_parser(
+            "emulate",
+            help="run emulated stations until interrupted",
+            description="Run emulated stations until Ctrl-C or SIGTERM.\nLines on standard "
+            "input drive them; end of input leaves them running.",
+            epilog=CONSOLE_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument(
             "--station",
             action="append",
@@ -308,11 +317,30 @@ class Command(BaseCommand):
             for index, (host, model) in enumerate(stations):
                 station = await self.start_station(fleet, host, model, index, options)
                 self.stdout.write(f"{host}  {model}  {MODELS[model]}  serial {station.serial}")
-            self.stdout.write(f"Emulating {len(stations)} station(s); Ctrl-C stops them.")
+            self.stdout.write(
+                f"Emulating {len(stations)} station(s); type help for commands, Ctrl-C stops them."
+            )
             self.stdout.flush()
-            await until_stopped()
+            console = Console(fleet, allow_lan=options["allow_lan"])
+            async with asyncio.TaskGroup() as tasks:
+                driver = tasks.create_task(self.drive(console))
+                await until_stopped()
+                driver.cancel()
         finally:
             await fleet.close()
+
+    async def drive(self, console: Console) -> None:
+        """Carry out stdin's lines until it ends; the stations keep running after."""
+        async for line in stdin_lines():
+            try:
+                answers = await console.run(line)
+            except (ConsoleError, KebaError) as exc:
+                self.stderr.write(str(exc))
+                self.stderr.flush()
+                continue
+            for answer in answers:
+                self.stdout.write(answer)
+            self.stdout.flush()
 
     async def start_station(
         self, fleet: Fleet, host: str, model: str, index: int, options: dict[str, Any]
@@ -335,9 +363,11 @@ class Command(BaseCommand):
                 strict_source_port=options["strict_source_port"],
             )
         except KebaError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=2) from None
         except OSError as exc:
-            raise CommandError(f"cannot listen on {host}:7090: {exc.strerror or exc}") from None
+            raise CommandError(
+                f"cannot listen on {host}:7090: {exc.strerror or exc}", returncode=2
+            ) from None
         if options["car"]:
             station.plug_in(Car())
         return station
