@@ -2,8 +2,10 @@
 
 A P30 c-series, a P20 and a P30 x-series run in serve's event loop; each has a
 car that follows a daily routine (home in the evening, away in the morning),
-sped up so that a day passes in minutes. The stations are registered as
-Station rows so that the gateway polls them like real ones.
+sped up so that a day passes in minutes. The demo's day starts in the evening
+whatever the hour, so that two cars charge from the first minute. The
+stations are registered as Station rows so that the gateway polls them like
+real ones.
 """
 
 import asyncio
@@ -37,6 +39,7 @@ LOOPBACK = IPv4Network("127.0.0.0/8")
 DEMO_USERNAME = "demo"
 PASSWORD_FILE = "demo_password"
 DAY_S = 24 * 3600
+DAY_STARTS_H = 22.0  # two of the three cars are home then (see DEMO_STATIONS)
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,9 @@ class DemoClock(Clock):
     own observations, and sessions dated in the future would confuse everyone.
     """
 
-    def __init__(self, speed: float = 1.0) -> None:
+    def __init__(self, speed: float, day_origin: float) -> None:
         super().__init__(speed)
-        self._day_origin = time.time()
+        self._day_origin = day_origin
 
     def wall(self) -> float:
         return time.time()
@@ -126,6 +129,13 @@ class DemoClock(Clock):
     def day_time(self) -> float:
         """Unix time in the demo's sped-up day."""
         return self._day_origin + self.monotonic()
+
+
+def evening(zone: ZoneInfo) -> float:
+    """Today at DAY_STARTS_H in `zone`, as Unix time: when the demo's day starts."""
+    today = datetime.now(zone).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
+    return (midnight + timedelta(hours=DAY_STARTS_H)).timestamp()
 
 
 def next_moment(
@@ -157,11 +167,11 @@ class Demo:
 
     def __init__(self, first: IPv4Address, *, speed: float, seed: int, time_zone: str) -> None:
         self.addresses = demo_addresses(first)
-        self.clock = DemoClock(speed)
+        self.zone = ZoneInfo(time_zone)
+        self.clock = DemoClock(speed, day_origin=evening(self.zone))
         # Its own /24's broadcast: another demo or emulator elsewhere on loopback keeps its own.
         self.fleet = Fleet(clock=self.clock, broadcast=network_broadcast(str(first)))
         self.seed = seed
-        self.zone = ZoneInfo(time_zone)
         self.stations: list[EmulatedStation] = []
         self._drivers: list[asyncio.Task[None]] = []
 
@@ -172,8 +182,6 @@ class Demo:
             self.stations.append(station)
         now = self.clock.day_time()
         home = [is_home(now, demo.routine, self.zone) for demo in DEMO_STATIONS]
-        if not any(home):
-            home[0] = True  # a first visit should show a car charging at once
         for index, (demo, station) in enumerate(zip(DEMO_STATIONS, self.stations, strict=True)):
             rng = random.Random(f"{self.seed}-{index}")
             driver = self.drive(station, demo.routine, rng, home_now=home[index])

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,14 @@ from django.conf import settings
 from chargers.demo import Demo
 from chargers.gateway import Gateway
 from chargers.kecontact.client import KebaClient
+from chargers.kecontact.emulator import network_broadcast
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_BROADCAST = "127.255.255.255"
+LAN_BROADCAST = "255.255.255.255"
+CLUSTER_PID_FILE = "cluster.pid"  # in the data dir: one cluster per database
+# Run by its path: it imports nothing of ours, whatever the working directory.
+TETHER = Path(__file__).with_name("tether.py")
 
 
 @dataclass(frozen=True)
@@ -65,37 +70,80 @@ async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 
 class ClusterSupervisor:
-    """The django-q2 cluster as a child process: restarted if it dies, stopped with us."""
+    """The django-q2 cluster as a child process: restarted if it dies, stopped with us.
+
+    It runs under chargers/tether.py, which stops the cluster's whole process
+    group when we are gone, even after kill -9. The pid file lets the next start
+    stop a cluster that was left over all the same, so exactly one runs."""
 
     def __init__(
-        self, command: Sequence[str], cwd: Path, policy: RestartPolicy | None = None
+        self,
+        command: Sequence[str],
+        cwd: Path,
+        pid_file: Path,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.command = list(command)
         self.cwd = cwd
+        self.pid_file = pid_file
         self.policy = policy or RestartPolicy()
         self.backoff = BackOff(self.policy)
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.restarts = 0
         self._stop = asyncio.Event()
+        self._watchdog: tuple[int, int] | None = None  # the tether's pipe: (read, write)
 
     def start(self) -> None:
+        self.stop_leftover()
+        if self._watchdog is None:
+            # Only we hold the write end (pipes are not inherited by other children).
+            self._watchdog = os.pipe()
+        watchdog = self._watchdog[0]
+        tethered = [sys.executable, str(TETHER), str(watchdog), str(self.pid_file)]
         # Its own process group: a Ctrl-C in the terminal reaches only us, and we
         # stop the cluster once. A second signal while django-q2 is stopping can
         # deadlock its signal handler.
-        self.process = subprocess.Popen(self.command, cwd=self.cwd, process_group=0)
+        self.process = subprocess.Popen(
+            [*tethered, "--", *self.command],
+            cwd=self.cwd,
+            process_group=0,
+            pass_fds=(watchdog,),
+        )
+        self.pid_file.write_text(f"{self.process.pid}\n")
         self.started_at = time.monotonic()
+
+    def stop_leftover(self) -> None:
+        """Kill the group of a cluster an earlier run of ours left behind."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if is_tether(pid, self.pid_file):
+            log.warning("stopping a task cluster left over from an earlier run (pid %d)", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
     def exit_status(self) -> int | None:
         """None while the child runs (or before it was started)."""
-        return None if self.process is None else self.process.poll()
+        process = self.process
+        if process is None or process.returncode is not None:
+            return None if process is None else process.returncode
+        if not has_exited(process.pid):
+            return None
+        # Until reaped the leader's pid, which is the group's id, cannot be
+        # reused: what is left in its group is still the cluster's.
+        kill_group(process.pid)
+        return process.poll()
 
     async def run(self) -> None:
         self.start()
         while not self._stop.is_set():
             await _wait_or_stop(self._stop, self.policy.check_every_s)
+            if self._stop.is_set():
+                break
             status = self.exit_status()
-            if status is None or self._stop.is_set():
+            if status is None:
                 continue
             delay = self.backoff.delay_after_failure(time.monotonic() - self.started_at)
             log.warning(
@@ -111,17 +159,57 @@ class ClusterSupervisor:
     async def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # the cluster finishes running tasks on SIGTERM
-        try:
-            await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
-        except TimeoutError:
-            log.warning("the django-q2 cluster did not stop within %.0f s; killing it", timeout_s)
+        if process is not None and process.returncode is None:
+            process.terminate()  # the cluster finishes running tasks on SIGTERM
+            try:
+                await asyncio.wait_for(asyncio.to_thread(wait_exited, process.pid), timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "the django-q2 cluster did not stop within %.0f s; killing it", timeout_s
+                )
             # The whole group: its workers must not outlive it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_group(process.pid)
             await asyncio.to_thread(process.wait)
+        if process is not None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if int(self.pid_file.read_text()) == process.pid:
+                    self.pid_file.unlink()
+        if self._watchdog is not None:
+            for end in self._watchdog:
+                os.close(end)
+            self._watchdog = None
+
+
+def has_exited(pid: int) -> bool:
+    """Whether our child has exited, without reaping it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already
+        return True
+
+
+def wait_exited(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def is_tether(pid: int, pid_file: Path) -> bool:
+    """Whether `pid` leads the process group of a cluster tethered for `pid_file`.
+
+    Pids are reused: only a process whose command line says so is killed."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        leads_group = os.getpgid(pid) == pid
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    label = os.fsencode(str(pid_file))
+    tether = os.fsencode(str(TETHER))
+    return leads_group and arguments[1:2] == [tether] and label in arguments
 
 
 @dataclass(frozen=True)
@@ -130,6 +218,21 @@ class DemoOptions:
     speed: float
     seed: int
     time_zone: str
+
+
+def broadcast_for(bind: str, demo_network: IPv4Address | None = None) -> str:
+    """Where the gateway looks for stations: KEBA_BROADCAST when it is set.
+
+    Otherwise the LAN's broadcast, but never from a loopback address: there
+    discovery goes to the /24 where emulated stations listen (the demo's,
+    or a test run's), and never leaves this machine."""
+    if settings.KEBA_BROADCAST:
+        return str(settings.KEBA_BROADCAST)
+    if demo_network is not None:
+        return network_broadcast(str(demo_network))
+    if IPv4Address(bind).is_loopback:
+        return network_broadcast(bind)
+    return LAN_BROADCAST
 
 
 class Runtime:
@@ -145,7 +248,11 @@ class Runtime:
         gateway_stop_timeout_s: float = 5.0,
     ) -> None:
         self.udp_bind = udp_bind
-        self.cluster = ClusterSupervisor(cluster_command, cwd) if cluster_command else None
+        self.cluster = (
+            ClusterSupervisor(cluster_command, cwd, settings.DATA_DIR / CLUSTER_PID_FILE)
+            if cluster_command
+            else None
+        )
         self.demo = (
             Demo(demo.network, speed=demo.speed, seed=demo.seed, time_zone=demo.time_zone)
             if demo
@@ -157,11 +264,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
-    @property
-    def broadcast(self) -> str:
-        # Discovery stays on loopback when we are bound there (the demo, tests).
-        loopback = IPv4Address(self.udp_bind).is_loopback
-        return LOOPBACK_BROADCAST if loopback else settings.KEBA_BROADCAST
+        self.broadcast = broadcast_for(udp_bind, demo.network if demo else None)
 
     async def bind(self) -> None:
         """Take UDP port 7090 first: PortBusy must stop us before anything changes."""

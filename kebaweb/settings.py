@@ -115,7 +115,10 @@ CSRF_TRUSTED_ORIGINS = env_list("KEBAWEB_CSRF_TRUSTED_ORIGINS", "")
 # The address the gateway's UDP socket binds (port 7090 is fixed by KEBA).
 KEBA_BIND = env_ipv4("KEBA_BIND", "0.0.0.0")
 # Where the gateway asks "who is there?" when a station went silent (DHCP).
-KEBA_BROADCAST = env_ipv4("KEBA_BROADCAST", "255.255.255.255")
+# Unset (None): 255.255.255.255, or on loopback the stations' /24 (runtime.broadcast_for).
+KEBA_BROADCAST = (
+    env_ipv4("KEBA_BROADCAST", "255.255.255.255") if os.environ.get("KEBA_BROADCAST") else None
+)
 
 INSTALLED_APPS = [
     "daphne",

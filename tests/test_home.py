@@ -1,12 +1,17 @@
 """The home page: every station's latest status, rendered on the server."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from ipaddress import IPv4Address
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.test import Client
 from django.utils import timezone
 
+from chargers.demo import Demo
 from chargers.models import Session, Station
+from tests.emulated import station_address, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +43,20 @@ def test_it_shows_each_station_with_its_latest_status(client: Client) -> None:
     assert "charging" in page and "11.0 kW" in page and "4.25 kWh" in page
     assert "Carport" in page and "offline" in page
     assert "No stations are configured yet" not in page
+
+
+@pytest.mark.parametrize("hour", [3, 9, 15, 21])
+async def test_the_demo_starts_with_two_cars_charging_at_any_hour(hour: int) -> None:
+    zone = ZoneInfo("Europe/Vienna")
+    with time_machine.travel(datetime(2025, 3, 4, hour, 30, tzinfo=zone)):
+        demo = Demo(IPv4Address(station_address(2)), speed=1, seed=1, time_zone=str(zone))
+        try:
+            await demo.start()
+            await wait_for(
+                lambda: (
+                    {s.serial for s in demo.stations if s.state() == 3}
+                    == {"900000001", "900000003"}
+                )  # the P30 c and the P30 x
+            )
+        finally:
+            await demo.stop()

@@ -9,18 +9,25 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from playwright.async_api import async_playwright
+from pytest_django.fixtures import Settings
 
-from chargers.runtime import BackOff, ClusterSupervisor, RestartPolicy
-from tests.emulated import BROADCAST, station_address
+from chargers.demo import DEMO_SERIALS
+from chargers.kecontact.emulator import Fleet
+from chargers.runtime import BackOff, ClusterSupervisor, DemoOptions, RestartPolicy, Runtime
+from tests.emulated import BROADCAST, GATEWAY_HOST, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 # Addresses no other test of this run uses, so a server left over cannot disturb them.
 UDP_BIND = station_address(200)
 DEMO_NETWORK = station_address(201)
 DEMO_NAMES = {"Demo P30 c", "Demo P20", "Demo P30 x"}
+Q_WORKERS = 2
+# django-q2's leader, sentinel, pusher, monitor and workers, under our tether.
+CLUSTER_SIZE = 1 + 4 + Q_WORKERS
 CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test installs it
 # Headless as root, and no calls home: this machine has no network beyond loopback.
 CHROMIUM_FLAGS = [
@@ -40,7 +47,7 @@ def free_port() -> int:
         return port
 
 
-def serve_command(port: int, *options: str) -> list[str]:
+def serve_command(port: int, *options: str, cluster: bool = False) -> list[str]:
     return [
         sys.executable,
         str(MANAGE),
@@ -48,7 +55,7 @@ def serve_command(port: int, *options: str) -> list[str]:
         "--demo",
         "--port",
         str(port),
-        "--no-cluster",
+        *([] if cluster else ["--no-cluster"]),
         "--udp-bind",
         UDP_BIND,
         "--demo-network",
@@ -60,17 +67,20 @@ def serve_command(port: int, *options: str) -> list[str]:
 def environment(data_dir: Path) -> dict[str, str]:
     return os.environ | {
         "KEBAWEB_DATA_DIR": str(data_dir),
+        "KEBAWEB_Q_WORKERS": str(Q_WORKERS),
         "PYTHONUNBUFFERED": "1",
         "KEBA_BROADCAST": BROADCAST,
     }
 
 
 @asynccontextmanager
-async def serving(data_dir: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+async def serving(
+    data_dir: Path, cluster: bool = False
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """`serve --demo` in its own data directory, once it says it is ready."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        *serve_command(port),
+        *serve_command(port, cluster=cluster),
         env=environment(data_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -104,7 +114,8 @@ def shows_live_data(page: str) -> bool:
     return (
         all(name in page for name in DEMO_NAMES)
         and page.count('class="badge online"') == len(DEMO_NAMES)
-        and '<dd class="state">charging</dd>' in page
+        # The demo's day starts in the evening: two cars charge, whatever the hour.
+        and page.count('<dd class="state">charging</dd>') == 2
     )
 
 
@@ -165,7 +176,9 @@ def python(code: str) -> list[str]:
 
 
 async def test_it_restarts_the_cluster_when_it_dies(tmp_path: Path) -> None:
-    supervisor = ClusterSupervisor(python("raise SystemExit(3)"), tmp_path, FAST)
+    supervisor = ClusterSupervisor(
+        python("raise SystemExit(3)"), tmp_path, tmp_path / "cluster.pid", FAST
+    )
     task = asyncio.create_task(supervisor.run())
     try:
         async with asyncio.timeout(20):
@@ -178,7 +191,9 @@ async def test_it_restarts_the_cluster_when_it_dies(tmp_path: Path) -> None:
 
 
 async def test_it_stops_the_cluster_on_shutdown(tmp_path: Path) -> None:
-    supervisor = ClusterSupervisor(python("import time; time.sleep(60)"), tmp_path, FAST)
+    supervisor = ClusterSupervisor(
+        python("import time; time.sleep(60)"), tmp_path, tmp_path / "cluster.pid", FAST
+    )
     task = asyncio.create_task(supervisor.run())
     async with asyncio.timeout(10):
         while supervisor.process is None:
@@ -195,7 +210,7 @@ async def test_it_kills_a_cluster_that_does_not_stop(tmp_path: Path) -> None:
         "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "pathlib.Path('deaf').touch(); time.sleep(60)"
     )
-    supervisor = ClusterSupervisor(python(stubborn), tmp_path, FAST)
+    supervisor = ClusterSupervisor(python(stubborn), tmp_path, tmp_path / "cluster.pid", FAST)
     supervisor.start()
     await until((tmp_path / "deaf").exists, timeout_s=10)
     await supervisor.stop(timeout_s=0.5)
@@ -238,3 +253,139 @@ async def test_a_browser_shows_the_demo_stations_with_live_data(tmp_path: Path) 
     assert sorted(names) == sorted(DEMO_NAMES)
     assert [badge.strip() for badge in badges] == ["online"] * len(DEMO_NAMES)
     assert "charging" in states
+
+
+# The task cluster lives and dies with serve
+
+
+def live_processes() -> dict[int, tuple[int, bytes, bytes]]:
+    """pid: (process group, command line, environment) of every live process."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        state, _parent, group = stat.rsplit(")", 1)[1].split()[:3]
+        if state != "Z":  # a zombie has died already
+            found[int(entry.name)] = (int(group), command, environ)
+    return found
+
+
+def cluster_groups(data_dir: Path) -> dict[int, set[int]]:
+    """The process groups of task clusters working on this data dir, with their pids."""
+    marker = b"KEBAWEB_DATA_DIR=" + os.fsencode(str(data_dir)) + b"\0"
+    groups: dict[int, set[int]] = {}
+    for pid, (group, command, environ) in live_processes().items():
+        if b"qcluster" in command and marker in environ:
+            groups.setdefault(group, set()).add(pid)
+    return groups
+
+
+def one_whole_cluster(data_dir: Path) -> bool:
+    groups = cluster_groups(data_dir)
+    return len(groups) == 1 and all(len(pids) == CLUSTER_SIZE for pids in groups.values())
+
+
+def group_members(group: int) -> set[int]:
+    return {pid for pid, (pgid, _, _) in live_processes().items() if pgid == group}
+
+
+async def test_the_task_cluster_dies_with_serve_and_one_runs_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path, cluster=True) as (process, _port):
+        await until(lambda: one_whole_cluster(tmp_path), timeout_s=60)
+        [first] = cluster_groups(tmp_path)
+        process.kill()  # no handler of serve's runs
+        await process.wait()
+        # Running tasks get the tether's grace period (10 s) to finish.
+        await until(lambda: not group_members(first), timeout_s=60)
+
+    async with serving(tmp_path, cluster=True):
+        await until(lambda: one_whole_cluster(tmp_path), timeout_s=60)
+        [second] = cluster_groups(tmp_path)
+    assert second != first
+
+
+async def test_it_stops_a_cluster_left_over_from_an_earlier_run(tmp_path: Path) -> None:
+    pid_file = tmp_path / "cluster.pid"
+    sleeper = python("import time; time.sleep(60)")
+    earlier = ClusterSupervisor(sleeper, tmp_path, pid_file, FAST)
+    later = ClusterSupervisor(sleeper, tmp_path, pid_file, FAST)
+    try:
+        earlier.start()
+        assert earlier.process is not None
+        leftover = earlier.process.pid
+        await until(lambda: len(group_members(leftover)) == 2)  # the tether and its command
+        later.start()
+        assert later.process is not None
+        current = later.process.pid
+        await until(lambda: not group_members(leftover), timeout_s=10)
+        await until(lambda: len(group_members(current)) == 2)
+        assert pid_file.read_text().strip() == str(current)
+    finally:
+        await later.stop()
+        await earlier.stop()
+
+
+async def test_it_leaves_alone_a_stranger_with_the_recorded_pid(tmp_path: Path) -> None:
+    pid_file = tmp_path / "cluster.pid"
+    stranger = await asyncio.create_subprocess_exec(
+        *python("import time; time.sleep(60)"), process_group=0
+    )
+    pid_file.write_text(f"{stranger.pid}\n")
+    supervisor = ClusterSupervisor(python("import time; time.sleep(60)"), tmp_path, pid_file, FAST)
+    try:
+        supervisor.start()
+        assert supervisor.process is not None
+        ours = supervisor.process.pid
+        await until(lambda: len(group_members(ours)) == 2)
+        assert stranger.returncode is None and group_members(stranger.pid) == {stranger.pid}
+    finally:
+        await supervisor.stop()
+        stranger.kill()
+        await stranger.wait()
+
+
+# Discovery: KEBA_BROADCAST wins; on loopback the default stays on the stations' /24
+
+
+def demo_runtime() -> Runtime:
+    demo = DemoOptions(network=IPv4Address(station_address(2)), speed=1, seed=1, time_zone="UTC")
+    return Runtime(GATEWAY_HOST, cluster_command=None, cwd=Path.cwd(), demo=demo)
+
+
+async def test_the_gateway_finds_the_demo_stations_on_loopback(
+    settings: Settings,
+) -> None:
+    settings.KEBA_BROADCAST = None
+    runtime = demo_runtime()
+    try:
+        await runtime.bind()
+        assert runtime.client is not None and runtime.demo is not None
+        await runtime.demo.start()
+        found = await runtime.client.discover(runtime.broadcast)
+    finally:
+        await runtime.stop()
+    assert sorted(station.report.serial for station in found) == sorted(DEMO_SERIALS)
+
+
+async def test_an_explicit_keba_broadcast_wins_on_loopback(settings: Settings) -> None:
+    elsewhere = station_address(254)
+    settings.KEBA_BROADCAST = elsewhere
+    runtime = demo_runtime()
+    try:
+        async with Fleet(broadcast=elsewhere) as fleet:
+            await fleet.add(station_address(10), "p30c", serial="31000010")
+            await runtime.bind()
+            assert runtime.client is not None and runtime.demo is not None
+            await runtime.demo.start()
+            found = await runtime.client.discover(runtime.broadcast)
+    finally:
+        await runtime.stop()
+    assert [station.report.serial for station in found] == ["31000010"]
