@@ -67,13 +67,19 @@ async def answer(reply_to: str, reply: dict[str, Any]) -> None:
         await layer.send(reply_to, {"type": "gateway.reply"} | reply)
 
 
-async def gateway_requests() -> AsyncIterator[dict[str, Any]]:
-    """What others ask of the gateway, for as long as the caller keeps reading."""
+async def gateway_requests(ready: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
+    """What others ask of the gateway, for as long as the caller keeps reading.
+
+    `ready` is set once the gateway is subscribed: a wake-up sent after that is heard."""
     layer = _layer()
     if layer is None:
+        if ready is not None:
+            ready.set()
         return
     channel = await layer.new_channel()
     await layer.group_add(GATEWAY_GROUP, channel)
+    if ready is not None:
+        ready.set()
     try:
         while True:
             yield dict(await layer.receive(channel))

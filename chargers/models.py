@@ -25,7 +25,10 @@ class Site(models.Model):
 
 class Station(models.Model):
     name = models.CharField(max_length=100)
-    address = models.GenericIPAddressField(protocol="IPv4", unique=True)
+    # Empty while the station is being looked for: another station took its
+    # address (a DHCP swap) and it has not answered at a new one yet.
+    address = models.GenericIPAddressField(protocol="IPv4", unique=True, null=True, blank=True)
+    last_known_address = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
     serial = models.CharField(max_length=32, unique=True, null=True, blank=True)
     product = models.CharField(max_length=64, blank=True)
     model_label = models.CharField(max_length=64, blank=True)
@@ -47,12 +50,16 @@ class Station(models.Model):
     total_energy_kwh = models.FloatField(null=True, blank=True)
     offered_current_a = models.FloatField(null=True, blank=True)
     uptime_s = models.BigIntegerField(null=True, blank=True)
+    # Which gateway polls the station, renewed while it runs: a station belongs
+    # to exactly one gateway, so two never send the same command.
+    gateway = models.CharField(max_length=200, blank=True)
+    gateway_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.address})"
+        return f"{self.name} ({self.address or 'address unknown'})"
 
     def save(self, *args: object, **kwargs: object) -> None:
         # KEBA answers the same report no more often than every 5 s.
@@ -133,6 +140,14 @@ class Session(models.Model):
     end_reason = models.IntegerField(null=True, blank=True)
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.SET_NULL)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.LIVE)
+    # What kebaweb could not see: set when a session spans a time when nobody
+    # watched the station (gateway down, station rebooted) instead of inventing.
+    incomplete_reason = models.CharField(max_length=300, blank=True)
+    unobserved_from = models.DateTimeField(null=True, blank=True)
+    unobserved_until = models.DateTimeField(null=True, blank=True)
+    unobserved_energy_kwh = models.FloatField(
+        null=True, blank=True, help_text="Charged while unobserved and not assignable to a session."
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -150,15 +165,24 @@ class Session(models.Model):
         return self.ended_at is None
 
     @property
+    def is_complete(self) -> bool:
+        return not self.incomplete_reason
+
+    @property
     def duration(self) -> timedelta | None:
         if self.started_at is None:
             return None
         return (self.ended_at or timezone.now()) - self.started_at
 
     def close(self, at: datetime, reason: int | None = None) -> None:
-        self.ended_at = at
+        # Never before it started: clocks of station and server may disagree.
+        self.ended_at = at if self.started_at is None else max(at, self.started_at)
         if reason is not None:
             self.end_reason = reason
+
+    def mark_unobserved(self, since: datetime | None, until: datetime, why: str) -> None:
+        self.unobserved_from, self.unobserved_until = since, until
+        self.incomplete_reason = why[:300]
 
 
 class Reading(models.Model):
@@ -215,12 +239,15 @@ class Command(models.Model):
         FAILED = "failed"
         EXPIRED = "expired"
 
-    FINAL = (Status.VERIFIED, Status.REFUSED, Status.FAILED, Status.EXPIRED)
+    # Acknowledged is final where no report can show the effect (display,
+    # start, stop, unlock, or a field the model does not report).
+    FINAL = (Status.VERIFIED, Status.ACKNOWLEDGED, Status.REFUSED, Status.FAILED, Status.EXPIRED)
 
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="commands")
     wire = models.CharField(max_length=120, help_text="The command as KEBA's guide writes it")
     requested_by = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="The gateway that sent it")
     attempts = models.PositiveIntegerField(default=0)
     reply = models.CharField(max_length=200, blank=True)
     reason = models.CharField(max_length=300, blank=True)
@@ -250,6 +277,8 @@ class Event(models.Model):
         PLUG = "plug"
         REBOOT = "reboot"
         MOVED = "moved"
+        LOOKING = "looking"  # displaced from its address; looked for by serial
+        STRANGER = "stranger"  # a datagram from elsewhere claimed to be this station
         ERROR = "error"
         COMMAND = "command"
 

@@ -23,10 +23,10 @@ STATION_FIELDS = [
     "total_energy_kwh",
     "offered_current_a",
     "uptime_s",
-    "is_online",
     "last_contact",
-    "missed_polls",
 ]
+# Online and offline are the gateway's to say (stations.record_identity and
+# record_missed_poll): a batch written a second late must not undo an offline.
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Observation:
     status: Report2
     meter: Report3
     at: datetime
+    session_id: int | None  # the row of the session running now, which takes E pres
 
 
 @dataclass
@@ -52,8 +53,18 @@ class Recorder:
         self._last_stored: dict[int, Reading] = {}
         self._last_published: dict[int, dict[str, Any]] = {}
 
-    def observe(self, station_id: int, status: Report2, meter: Report3, at: datetime) -> bool:
-        """Note one poll; True when the station's status changed (worth publishing)."""
+    def observe(
+        self,
+        station_id: int,
+        status: Report2,
+        meter: Report3,
+        at: datetime,
+        session_id: int | None = None,
+    ) -> bool:
+        """Note one poll; True when the station's status changed (worth publishing).
+
+        `session_id` names the one session row that E pres belongs to: no other
+        open row may take this session's energy."""
         reading = Reading(
             station_id=station_id,
             at=at,
@@ -74,7 +85,7 @@ class Recorder:
         if reading.differs_from(previous) or (previous and at - previous.at >= self.heartbeat):
             self._batch.readings.append(reading)
             self._last_stored[station_id] = reading
-        self._batch.latest[station_id] = Observation(status, meter, at)
+        self._batch.latest[station_id] = Observation(status, meter, at, session_id)
         shown = status_payload(status, meter)
         changed = self._last_published.get(station_id) != shown
         self._last_published[station_id] = shown
@@ -122,9 +133,9 @@ def write(batch: Batch) -> None:
                 continue  # deleted meanwhile
             events += _changes(station, seen)
             _apply(station, seen)
-            if seen.status.plug and seen.status.plug.car_connected:
-                Session.objects.filter(station_id=station_id, ended_at=None).update(
-                    energy_kwh=seen.meter.session_energy_kwh or 0
+            if seen.session_id is not None and seen.meter.session_energy_kwh is not None:
+                Session.objects.filter(pk=seen.session_id, ended_at=None).update(
+                    energy_kwh=seen.meter.session_energy_kwh
                 )
         for station in stations.values():
             # Plain UPDATEs: bulk_update's CASE expressions cost far more CPU here.
@@ -156,6 +167,4 @@ def _apply(station: Station, seen: Observation) -> None:
     station.total_energy_kwh = meter.total_energy_kwh
     station.offered_current_a = status.offered_current_a
     station.uptime_s = status.uptime_s
-    station.is_online = True
     station.last_contact = seen.at
-    station.missed_polls = 0

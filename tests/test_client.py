@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from chargers.kecontact import commands
-from chargers.kecontact.client import KebaClient, StationMoved
+from chargers.kecontact.client import KebaClient, Stranger
 from chargers.kecontact.codec import (
     Ack,
     ChargingState,
@@ -19,7 +19,7 @@ from chargers.kecontact.codec import (
     StatusUpdate,
 )
 from chargers.kecontact.emulator import Car, Faults
-from chargers.kecontact.errors import PortBusy, Refused, Timeout, Unsupported
+from chargers.kecontact.errors import PortBusy, Refused, Timeout, Unsupported, WrongStation
 from tests.emulated import (
     BROADCAST,
     GATEWAY_HOST,
@@ -190,7 +190,7 @@ async def test_it_refuses_a_second_phase_switch_within_the_cool_down() -> None:
 async def test_it_delivers_status_messages_to_subscribers() -> None:
     async with fleet_and_client() as (fleet, client):
         station = await fleet.add(station_address(2), "p30c")
-        updates: asyncio.Queue[tuple[str, Message | StationMoved]] = asyncio.Queue()
+        updates: asyncio.Queue[tuple[str, Message | Stranger]] = asyncio.Queue()
         client.subscribe(lambda host, message: updates.put_nowait((host, message)))
         await client.report(station_address(2), 2)  # the station now knows whom to tell
         station.plug_in(Car())
@@ -223,17 +223,50 @@ async def test_it_discovers_stations_by_scanning_a_range() -> None:
     assert found[0].report.udp_enabled is True
 
 
-async def test_it_recognises_a_station_that_changed_address_by_its_serial() -> None:
+async def test_it_finds_a_station_that_changed_address_by_discovery() -> None:
     async with fleet_and_client() as (fleet, client):
         await fleet.add(station_address(2), "p30c", serial="12345678")
-        moves: list[StationMoved] = []
-        client.subscribe(lambda _h, m: moves.append(m) if isinstance(m, StationMoved) else None)
         await client.identify(station_address(2))
         await fleet.move(station_address(2), station_address(12))
         found = await client.discover(BROADCAST, wait_s=0.5)
-    assert [f.host for f in found] == [station_address(12)]
-    assert moves == [StationMoved("12345678", station_address(2), station_address(12))]
-    assert client.host_of("12345678") == station_address(12)
+    assert [(f.host, f.report.serial) for f in found] == [(station_address(12), "12345678")]
+
+
+async def test_it_ignores_a_stranger_that_claims_a_known_serial() -> None:
+    async with fleet_and_client() as (fleet, client):
+        await fleet.add(station_address(2), "p30c", serial="12345678")
+        await client.identify(station_address(2))
+        strangers: list[Stranger] = []
+        client.subscribe(lambda _h, m: strangers.append(m) if isinstance(m, Stranger) else None)
+        forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        forger.bind((station_address(50), 7090))
+        forged = b'{"ID": "2", "State": 3, "Plug": 7, "Serial": "12345678", "Sec": 1}'
+        forger.sendto(forged, (GATEWAY_HOST, 7090))
+        forger.close()
+        await wait_for(lambda: bool(strangers))
+        status = await client.report(station_address(2), 2)
+        identity = client.identity_of(station_address(2))
+    assert strangers == [Stranger(station_address(50), "12345678")]
+    assert client.stats.unknown_sender == 1
+    assert isinstance(status, Report2) and status.serial == "12345678"
+    assert identity is not None and identity.serial == "12345678"
+    assert client.identity_of(station_address(50)) is None
+
+
+async def test_it_refuses_a_report_from_another_station_at_a_known_address() -> None:
+    async with fleet_and_client() as (fleet, client):
+        await fleet.add(station_address(2), "p30c", serial="11111111")
+        await fleet.add(station_address(3), "p30c", serial="22222222")
+        await client.identify(station_address(2))
+        # A DHCP swap: the second station now has the first one's address.
+        await fleet.move(station_address(2), station_address(12))
+        await fleet.move(station_address(3), station_address(2))
+        with pytest.raises(WrongStation, match="answered as station 22222222"):
+            await client.report(station_address(2), 2)
+        identity = await client.identify(station_address(2))
+        status = await client.report(station_address(2), 2)
+    assert identity.serial == "22222222"
+    assert isinstance(status, Report2) and status.serial == "22222222"
 
 
 async def test_it_refuses_to_share_the_port_with_another_program() -> None:

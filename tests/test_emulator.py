@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from chargers.kecontact import commands
-from chargers.kecontact.client import KebaClient, StationMoved
+from chargers.kecontact.client import KebaClient, Stranger
 from chargers.kecontact.codec import (
     ChargingState,
     EndReason,
@@ -144,7 +144,7 @@ async def test_it_refuses_a_phase_switch_within_the_cool_down() -> None:
 async def test_it_forgets_settings_and_its_log_on_reboot() -> None:
     async with fleet_and_client(speed=100) as (fleet, client):
         station = await fleet.add(HOST, "p30c")
-        messages: asyncio.Queue[Message | StationMoved] = asyncio.Queue()
+        messages: asyncio.Queue[Message | Stranger] = asyncio.Queue()
         client.subscribe(lambda _h, m: messages.put_nowait(m))
         await client.send(HOST, commands.set_current(10))
         station.plug_in(Car())
@@ -160,7 +160,7 @@ async def test_it_forgets_settings_and_its_log_on_reboot() -> None:
     assert log.is_empty
 
 
-async def _next_of(queue: "asyncio.Queue[Message | StationMoved]", kind: type) -> Started:
+async def _next_of(queue: "asyncio.Queue[Message | Stranger]", kind: type) -> Started:
     while True:
         message = await queue.get()
         if isinstance(message, kind):

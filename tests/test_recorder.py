@@ -6,7 +6,7 @@ import pytest
 
 from chargers import recorder
 from chargers.kecontact.codec import ChargingState, PlugState, Report2, Report3
-from chargers.models import Reading, Station
+from chargers.models import Reading, Session, Station
 from tests.emulated import station_address
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,22 @@ def test_it_stores_a_reading_on_change_and_at_the_heartbeat_only() -> None:
     times = list(Reading.objects.order_by("at").values_list("at", flat=True))
     assert times == [AT, AT + timedelta(seconds=300)]
     garage.refresh_from_db()
-    assert garage.is_online and garage.state == 3 and garage.power_w == 11040.0
+    assert garage.last_contact == AT + timedelta(seconds=595)
+    assert garage.state == 3 and garage.power_w == 11040.0
+
+
+def test_only_the_running_session_takes_the_meters_energy() -> None:
+    garage = station("Garage", station_address(2))
+    stale = Session.objects.create(station=garage, keba_session_id=1, started_at=AT, energy_kwh=4.0)
+    running = Session.objects.create(
+        station=garage, keba_session_id=2, started_at=AT + timedelta(hours=1)
+    )
+    keeper = recorder.Recorder(heartbeat_s=300)
+    keeper.observe(garage.pk, CHARGING, METER, AT + timedelta(hours=2), running.pk)
+    recorder.write(keeper.take())
+    stale.refresh_from_db()
+    running.refresh_from_db()
+    assert (stale.energy_kwh, running.energy_kwh) == (4.0, 1.5)
 
 
 def test_it_keeps_a_batch_it_could_not_write_for_the_next_flush() -> None:

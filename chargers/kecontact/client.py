@@ -3,7 +3,10 @@
 Requests to one station are serialised by that station's lock and spaced by
 the timing table; different stations proceed in parallel. A station answers
 on port 7090 of the sender, so replies are matched by source address and by
-the kind of reply expected. `datagram_received` only routes.
+the kind of reply expected, and a report must carry the serial of the station
+identified at that address. `datagram_received` only routes: a datagram from
+an address we did not ask is counted and reported to listeners as a
+`Stranger`, and never changes what the client believes about a station.
 """
 
 import asyncio
@@ -27,14 +30,14 @@ from .codec import (
     decode,
 )
 from .commands import Command, Reply, check_supported, identify, report
-from .errors import KebaError, PortBusy, Refused, Timeout
+from .errors import KebaError, PortBusy, Refused, Timeout, WrongStation
 from .timing import Clock, Timing
 
 KEBA_PORT = 7090
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024  # a fleet's replies arrive in bursts
 MAX_SCAN_ADDRESSES = 4096
 
-Listener = Callable[[str, "Message | StationMoved"], None]
+Listener = Callable[[str, "Message | Stranger"], None]
 
 
 @dataclass
@@ -49,12 +52,13 @@ class ClientStats:
 
 
 @dataclass(frozen=True)
-class StationMoved:
-    """Delivered to listeners when a known serial answers from a new address."""
+class Stranger:
+    """A datagram from an address that is no station of ours: reported, never obeyed.
 
-    serial: str
-    old_host: str
-    new_host: str
+    `serial` is the serial it claims, if any: anyone on the LAN can claim one."""
+
+    host: str
+    serial: str | None
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,6 @@ class KebaClient(asyncio.DatagramProtocol):
         self.receive_buffer_bytes = receive_buffer_bytes
         self.stats = ClientStats()
         self._peers: dict[str, _Peer] = {}
-        self._serials: dict[str, str] = {}  # serial -> host
         self._listeners: list[Listener] = []
         self._firmware_replies: dict[str, Firmware] | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -158,7 +161,7 @@ class KebaClient(asyncio.DatagramProtocol):
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _notify(self, host: str, message: Message | StationMoved) -> None:
+    def _notify(self, host: str, message: "Message | Stranger") -> None:
         for listener in list(self._listeners):
             listener(host, message)
 
@@ -169,17 +172,22 @@ class KebaClient(asyncio.DatagramProtocol):
         self.stats.received += 1
         if data.strip() == b"i":
             return  # our own discovery broadcast, looped back
+        peer = self._peers.get(host)
         try:
             message = decode(data)
-        except Malformed:
+        except Malformed as exc:
             self.stats.malformed += 1
+            if peer is not None and peer.reply is not None and not peer.reply.done():
+                # The station we wait for sent something unreadable: say so
+                # instead of a vague timeout (the request may retry).
+                peer.reply.set_exception(Malformed(f"{host} sent an unreadable reply: {exc}"))
             return
         if self._firmware_replies is not None and isinstance(message, Firmware):
             self._firmware_replies[host] = message
             return
-        peer = self._peers.get(host) or self._moved_peer(host, message)
         if peer is None:
             self.stats.unknown_sender += 1
+            self._notify(host, Stranger(host, getattr(message, "serial", None)))
             return
         waiting = peer.waiting_for
         if waiting and peer.reply and not peer.reply.done() and _answers(waiting, message):
@@ -189,19 +197,6 @@ class KebaClient(asyncio.DatagramProtocol):
             self.stats.unmatched += 1
             return
         self._notify(host, message)
-
-    def _moved_peer(self, host: str, message: Message) -> _Peer | None:
-        """A report from an unknown address carrying the serial of a known station."""
-        serial = getattr(message, "serial", None)
-        old_host = self._serials.get(serial) if serial else None
-        if serial is None or old_host is None or old_host not in self._peers:
-            return None
-        peer = self._peers.pop(old_host)
-        peer.host = host
-        self._peers[host] = peer
-        self._serials[serial] = host
-        self._notify(host, StationMoved(serial, old_host, host))
-        return peer
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the request simply times out.
@@ -216,8 +211,10 @@ class KebaClient(asyncio.DatagramProtocol):
             peer = self._peers[host] = _Peer(host)
         return peer
 
-    def host_of(self, serial: str) -> str | None:
-        return self._serials.get(serial)
+    def identity_of(self, host: str) -> Report1 | None:
+        """Report 1 as last read from `host`, if it was read."""
+        peer = self._peers.get(host)
+        return peer.identity if peer else None
 
     def _send(self, data: bytes, host: str) -> None:
         if self._transport is None:
@@ -238,12 +235,19 @@ class KebaClient(asyncio.DatagramProtocol):
         async with peer.lock:
             self._check_x2_cooldown(peer, command)
             attempts = 1 + (self.retries if command.idempotent else 0)
+            unreadable: Malformed | None = None
             for attempt in range(attempts):
                 if attempt:
                     self.stats.retries += 1
-                message = await self._exchange(peer, command)
+                try:
+                    message = await self._exchange(peer, command)
+                except Malformed as exc:
+                    unreadable = exc
+                    continue
                 if message is not None:
                     return self._accept(peer, command, message)
+            if unreadable is not None:
+                raise unreadable
             self.stats.timeouts += 1
             raise Timeout(self._timeout_text(peer, command, attempts))
 
@@ -270,17 +274,22 @@ class KebaClient(asyncio.DatagramProtocol):
         if command.name == "x2":
             peer.x2_switched_at = self.clock.monotonic()
         if isinstance(message, Report1):
-            self._learn_identity(peer, message)
+            peer.identity = message
+        else:
+            self._check_serial(peer, message)
         return message
 
-    def _learn_identity(self, peer: _Peer, identity: Report1) -> None:
-        peer.identity = identity
-        old_host = self._serials.get(identity.serial)
-        self._serials[identity.serial] = peer.host
-        if old_host is not None and old_host != peer.host:
-            # The same station, identified at a new address (DHCP).
-            self._peers.pop(old_host, None)
-            self._notify(peer.host, StationMoved(identity.serial, old_host, peer.host))
+    def _check_serial(self, peer: _Peer, message: Message) -> None:
+        """Reports 2, 3 and 1xx name their station: one that is not the station
+        identified at this address must not pass as its data (an address swap)."""
+        serial = getattr(message, "serial", None)
+        expected = peer.identity.serial if peer.identity else None
+        if serial and expected and serial != expected:
+            peer.identity = None  # identify again before trusting this address
+            raise WrongStation(
+                f"{peer.host} answered as station {serial}, but station {expected} was "
+                "identified there: the address now belongs to another station"
+            )
 
     def _check_x2_cooldown(self, peer: _Peer, command: Command) -> None:
         if command.name != "x2" or peer.x2_switched_at is None:

@@ -27,3 +27,7 @@ class Unsupported(KebaError):
 
 class PortBusy(KebaError):
     """Another program already owns UDP port 7090 on the bind address."""
+
+
+class WrongStation(KebaError):
+    """A reply carried another station's serial: the address changed hands."""

@@ -1,0 +1,429 @@
+"""One station's worker: identify it, poll it, keep its sessions with its log, run its commands.
+
+What the worker knows of its station (identity, the last poll, the running
+session) lives here in memory; the database steps sit in the modules beside it.
+"""
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from chargers import live, recorder
+from chargers.kecontact.codec import Report1, Report2, Report3, SessionReport, seconds_before
+from chargers.kecontact.commands import Command as WireCommand
+from chargers.kecontact.commands import parse_command
+from chargers.kecontact.effects import Proof, Verdict, effect_in_report2, shows_effect
+from chargers.kecontact.errors import (
+    KebaError,
+    Malformed,
+    Refused,
+    Timeout,
+    Unsupported,
+    WrongStation,
+)
+from chargers.kecontact.products import Capability
+from chargers.models import Command, Event
+
+from . import commands, sessions, stations
+from .database import db
+from .stations import StationConfig
+
+if TYPE_CHECKING:
+    from .core import Gateway
+
+log = logging.getLogger(__name__)
+
+LOG_REPORTS = range(100, 131)  # 100 is the running or latest session
+PROBLEM_REPEAT_S = 3600.0  # the same problem is stored at most once an hour
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the last poll read."""
+
+    status: Report2
+    meter: Report3
+
+    @property
+    def car_connected(self) -> bool:
+        return bool(self.status.plug and self.status.plug.car_connected)
+
+
+class StationWorker:
+    def __init__(self, gateway: "Gateway", config: StationConfig) -> None:
+        self.gateway = gateway
+        self.client = gateway.client
+        self.clock = gateway.clock
+        self.settings = gateway.settings
+        self.config = config
+        self.nudge = asyncio.Event()
+        self.identity: Report1 | None = None
+        self.fresh = True  # the next poll is the first since (re)connecting
+        self.restarted = False  # the station sent its boot line since the last poll
+        self.status_changed = False  # a status message arrived since the last poll
+        self.commands_waiting = False
+        self.last: Seen | None = None
+        self.running_session: int | None = None  # the row of the session running now
+        self.rebooted_at: datetime | None = None  # a reboot seen while watching
+        self.log_read_at = -math.inf
+        self.scanned_at = -math.inf
+        self._in_flight_resolved = False
+        self._problems: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def pk(self) -> int:
+        return self.config.pk
+
+    def update(self, config: StationConfig) -> None:
+        if config.address != self.config.address:
+            self.forget_identity()
+        self.config = config
+
+    def forget_identity(self) -> None:
+        self.identity = None
+        self.fresh = True
+        self.last = None
+
+    def can(self, capability: Capability) -> bool:
+        info = self.identity.product_info if self.identity else None
+        return info.can(capability) if info else self.config.can(str(capability))
+
+    @property
+    def keeps_log(self) -> bool:
+        return self.can(Capability.SESSION_LOG)
+
+    # The loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nudged = False
+        last_poll = next_poll = -math.inf
+        repeat_s = self.client.timing.report_repeat_s
+        while not stop.is_set():
+            try:
+                if self.config.address is None:
+                    await self.gateway.look_for(self)
+                    next_poll = self.clock.monotonic() + self.settings.max_backoff_s
+                else:
+                    if self.identity is None:
+                        await self.identify(self.config.address)
+                    if nudged:  # a status message: something changed
+                        next_poll = min(next_poll, last_poll + repeat_s)
+                    if self.identity is not None and (
+                        self.fresh or self.clock.monotonic() >= next_poll
+                    ):
+                        await self.poll(self.config.address)
+                        last_poll = self.clock.monotonic()
+                        next_poll = last_poll + self.config.poll_interval_s
+                    if self.identity is not None and not self.fresh and self.commands_waiting:
+                        await self.execute_commands(self.config.address)
+                        # Poll again soon to see the effect, but not before KEBA's 5 s.
+                        next_poll = min(next_poll, self.clock.monotonic() + repeat_s)
+            except WrongStation as exc:
+                await self.note_problem(str(exc))
+                self.forget_identity()
+                next_poll = self.clock.monotonic()
+            except Timeout:
+                next_poll = self.clock.monotonic() + await self.missed_poll()
+            except KebaError as exc:
+                await self.note_problem(str(exc))
+                next_poll = self.clock.monotonic() + self.config.poll_interval_s
+            except Exception as exc:
+                # Whatever else went wrong must not stop this station for good:
+                # store it where a person sees it, and try again later.
+                log.exception("station %s: unexpected error", self.pk)
+                await self.note_problem(f"gateway error: {exc!r}", kind=Event.Kind.ERROR)
+                next_poll = self.clock.monotonic() + self.settings.max_backoff_s
+            nudged = await self._wait(next_poll - self.clock.monotonic())
+
+    async def _wait(self, delay_s: float) -> bool:
+        """Sleep until the next poll is due; True when nudged before that."""
+        if delay_s > 0:
+            try:
+                await asyncio.wait_for(self.nudge.wait(), self.clock.to_real(delay_s))
+            except TimeoutError:
+                return False
+        if not self.nudge.is_set():
+            return False
+        self.nudge.clear()
+        return True
+
+    async def note_problem(self, text: str, kind: str = Event.Kind.ERROR) -> None:
+        """Store a problem as an event, once an hour at most for the same text."""
+        now = self.clock.monotonic()
+        if now - self._problems.get(text, -math.inf) < self.clock.speed * PROBLEM_REPEAT_S:
+            return
+        self._problems[text] = now
+        try:
+            await db(stations.log_event)(self.pk, kind, text)
+        except DatabaseError:
+            log.exception("station %s: could not store %r", self.pk, text)
+
+    async def missed_poll(self) -> float:
+        """Count the miss; the delay before the next try, longer while the station is away."""
+        missed, online = await db(stations.record_missed_poll)(
+            self.pk, self.settings.offline_after_missed
+        )
+        self.forget_identity()  # whoever answers next is identified first
+        interval = float(self.config.poll_interval_s)
+        if online:
+            return interval
+        await self.gateway.look_for(self)
+        extra = missed - self.settings.offline_after_missed
+        return min(self.settings.max_backoff_s, interval * 2 ** max(0, extra))
+
+    # Identity
+
+    async def identify(self, host: str) -> None:
+        identity = await self.client.identify(host)
+        if self.config.serial and identity.serial != self.config.serial:
+            # Another station answers at this address (a DHCP swap).
+            await db(stations.displace)(self.pk, host, identity.serial)
+            await self.gateway.found_at(host, identity)
+            await self.gateway.resync()
+            return
+        await db(stations.record_identity)(self.pk, host, identity)
+        self.identity = identity
+        self.fresh = True
+
+    # Polling
+
+    def _boot_at(self, status: Report2, now: datetime) -> datetime | None:
+        if status.uptime_s is None:
+            return None
+        return seconds_before(now, self.clock.to_real(status.uptime_s))
+
+    async def poll(self, host: str) -> None:
+        status = await self.client.report(host, 2)
+        meter = await self.client.report(host, 3)
+        assert isinstance(status, Report2) and isinstance(meter, Report3)
+        now = timezone.now()
+        boot_at = self._boot_at(status, now)
+        last = self.last
+        went_back = (
+            last is not None
+            and status.uptime_s is not None
+            and last.status.uptime_s is not None
+            and status.uptime_s < last.status.uptime_s
+        )
+        restarted, self.restarted = self.restarted, False
+        if (restarted or went_back) and not self.fresh:
+            await self.after_reboot(boot_at or now, now)
+            return
+        seen = Seen(status, meter)
+        if self.fresh:
+            await self.first_poll(host, seen, boot_at, now)
+        else:
+            assert last is not None
+            await self.follow_sessions(host, last, seen, boot_at, now)
+        self.status_changed = False
+        self.last = seen
+        session = self.running_session if seen.car_connected else None
+        if self.gateway.recorder.observe(self.pk, status, meter, now, session):
+            await live.publish_status(self.pk, recorder.status_payload(status, meter))
+
+    async def after_reboot(self, boot_at: datetime, now: datetime) -> None:
+        """The station forgot its running session: close it at the boot, then start afresh."""
+        await self.gateway.flush()  # the last energy it reported is stored first
+        await db(sessions.close_at_reboot)(self.pk, boot_at, now)
+        self.rebooted_at = boot_at
+        self.running_session = None
+        self.forget_identity()  # identify again: a restart may come with new firmware
+
+    async def first_poll(
+        self, host: str, seen: Seen, boot_at: datetime | None, now: datetime
+    ) -> None:
+        """After connecting: catch up with what happened while nobody watched."""
+        meter = seen.meter
+        if self.keeps_log:
+            await self.sync_log(host, boot_at, now)
+        elif self.rebooted_at is not None:
+            self.running_session = None
+            if seen.car_connected:
+                self.running_session = await db(sessions.open_observed)(
+                    self.pk, self.rebooted_at, meter.session_energy_kwh, meter.total_energy_kwh
+                )
+        else:
+            self.running_session = await db(sessions.resume_observed)(
+                self.pk,
+                seen.car_connected,
+                meter.session_energy_kwh,
+                meter.total_energy_kwh,
+                boot_at,
+                now,
+            )
+        self.rebooted_at = None
+        if not self._in_flight_resolved:
+            await self.resolve_in_flight(seen.status)
+            self._in_flight_resolved = True
+        self.fresh = False
+
+    async def follow_sessions(
+        self, host: str, last: Seen, seen: Seen, boot_at: datetime | None, now: datetime
+    ) -> None:
+        energy, before = seen.meter.session_energy_kwh, last.meter.session_energy_kwh
+        # E pres starts again at zero with each session: a quick re-plug between polls.
+        energy_went_back = (
+            energy is not None
+            and before is not None
+            and energy < before - sessions.ENERGY_EPSILON_KWH
+        )
+        plug_changed = seen.car_connected != last.car_connected
+        if self.keeps_log:
+            may_have_changed = (
+                plug_changed
+                or energy_went_back
+                or self.status_changed
+                or seen.status.state != last.status.state
+                or seen.status.plug != last.status.plug
+            )
+            overdue = seen.car_connected and (
+                self.running_session is None
+                or self.clock.monotonic() - self.log_read_at
+                >= self.clock.speed * self.settings.heartbeat_s
+            )
+            if may_have_changed or overdue:
+                await self.sync_log(host, boot_at, now)
+            return
+        total = seen.meter.total_energy_kwh
+        if self.running_session is not None and (not seen.car_connected or energy_went_back):
+            final = before if energy_went_back else energy
+            await db(sessions.close_observed)(self.running_session, now, final)
+            self.running_session = None
+        if seen.car_connected and self.running_session is None:
+            self.running_session = await db(sessions.open_observed)(self.pk, now, energy, total)
+
+    async def sync_log(self, host: str, boot_at: datetime | None, now: datetime) -> None:
+        """Read the log from report 100 back to the newest session already stored."""
+        entries: list[SessionReport] = []
+        whole = True
+        known: set[int] | None = None
+        for report_id in LOG_REPORTS:
+            entry = await self._log_entry(host, report_id)
+            if entry is None:
+                whole = False
+                if report_id == 100:
+                    return  # without the newest entry nothing can be settled
+                continue
+            if entry.is_empty:
+                break
+            entries.append(entry)
+            if known is None:
+                assert entry.session_id is not None
+                known = await db(sessions.finished_ids)(
+                    self.pk, entry.session_id - len(LOG_REPORTS)
+                )
+            if entry.session_id in known:
+                break  # older entries were stored when they finished
+        self.running_session = await db(sessions.record_log)(self.pk, entries, now, boot_at, whole)
+        self.log_read_at = self.clock.monotonic()
+
+    async def _log_entry(self, host: str, report_id: int) -> SessionReport | None:
+        try:
+            entry = await self.client.report(host, report_id)
+        except Malformed as exc:
+            # One unreadable entry must not stop the station's polling or the rest of the log.
+            await self.note_problem(f"could not read report {report_id}: {exc}")
+            return None
+        assert isinstance(entry, SessionReport)
+        return entry
+
+    # Commands
+
+    async def resolve_in_flight(self, status: Report2) -> None:
+        """Rows a stopped gateway left "sent": report 2 shows the effect, or nobody knows."""
+        for row in await db(commands.in_flight)(self.pk):
+            try:
+                command = parse_command(row.wire)
+            except KebaError:
+                continue  # cannot have been sent
+            verdict = effect_in_report2(command, status)
+            if verdict.proof is Proof.SHOWN:
+                reason = f"{verdict.detail} (checked after the gateway restarted)"
+                await db(commands.finish)(row, Command.Status.VERIFIED, reason)
+            elif row.reply and verdict.proof is Proof.NOT_SHOWN:
+                reason = "the station acknowledged it before the gateway stopped"
+                await db(commands.finish)(row, Command.Status.ACKNOWLEDGED, reason)
+            else:
+                reason = "outcome unknown: the gateway stopped while it was in flight"
+                await db(commands.finish)(row, Command.Status.FAILED, reason)
+
+    async def execute_commands(self, host: str) -> None:
+        """Send pending commands in order; a row is tried at most once per pass."""
+        self.commands_waiting = False
+        for row in await db(commands.pending_for)(self.pk):
+            await self.execute(host, row)
+            if row.status == Command.Status.PENDING:
+                self.commands_waiting = True
+
+    async def execute(self, host: str, row: Command) -> None:
+        finish = db(commands.finish)
+        try:
+            command = parse_command(row.wire)
+        except KebaError as exc:
+            await finish(row, Command.Status.REFUSED, f"not a valid command: {exc}")
+            return
+        needed = command.required_capability
+        if needed is not None and not self.can(needed):
+            info = self.identity.product_info if self.identity else None
+            model = (info.label if info else self.config.model_label) or "this station"
+            reason = f"{model} does not support `{command.name}`; nothing was sent"
+            await finish(row, Command.Status.REFUSED, reason)
+            return
+        if not await db(commands.claim)(row, self.gateway.gateway_id):
+            return  # another gateway took it
+        attempts = self.settings.command_attempts
+        reply_lost_before = row.attempts > 1 and not command.idempotent
+        try:
+            if reply_lost_before and shows_effect(command):
+                # The last try's reply was lost, but it may have taken effect:
+                # look before sending a command that must not run twice.
+                verdict = await self._verdict(host, command)
+                if verdict.proof is Proof.SHOWN:
+                    reason = f"{verdict.detail}: the station had applied it, its reply was lost"
+                    await finish(row, Command.Status.VERIFIED, reason)
+                    return
+            ack = await self.client.send(host, command)
+        except (Refused, Unsupported) as exc:
+            if reply_lost_before:
+                reason = (
+                    f"outcome unknown: an earlier attempt's reply was lost and the station "
+                    f"now refuses it ({exc}); the earlier attempt may have taken effect"
+                )
+                await finish(row, Command.Status.FAILED, reason)
+            else:
+                await finish(row, Command.Status.REFUSED, str(exc))
+            return
+        except KebaError as exc:
+            await db(commands.retry_or_fail)(row, attempts, str(exc))
+            return
+        await db(commands.acknowledge)(row, ack.text)
+        if not shows_effect(command):
+            reason = (
+                f"the station confirmed receipt; no report shows the effect of `{command.name}`"
+            )
+            await finish(row, Command.Status.ACKNOWLEDGED, reason)
+            return
+        try:
+            verdict = await self._verdict(host, command)
+        except KebaError as exc:
+            await db(commands.retry_or_fail)(row, attempts, f"acknowledged, but {exc}")
+            return
+        if verdict.proof is Proof.SHOWN:
+            await finish(row, Command.Status.VERIFIED, verdict.detail)
+        elif verdict.proof is Proof.NOT_SHOWN:
+            reason = f"the station confirmed receipt; {verdict.detail}"
+            await finish(row, Command.Status.ACKNOWLEDGED, reason)
+        else:
+            await db(commands.retry_or_fail)(row, attempts, f"acknowledged, but {verdict.detail}")
+
+    async def _verdict(self, host: str, command: WireCommand) -> Verdict:
+        status = await self.client.report(host, 2)
+        assert isinstance(status, Report2)
+        return effect_in_report2(command, status)
