@@ -10,7 +10,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -50,9 +49,9 @@ class AddStationForm(forms.ModelForm):
         if self.has_error("address") or self.has_error("name"):
             return data
         try:
-            # A savepoint, so that a refused save leaves the admin's transaction usable.
-            with transaction.atomic():
-                self.instance = services.register_station(data.get("name", ""), data["address"])
+            # No transaction is open here (see StationAdmin.changeform_view):
+            # register_station asks the station first and then saves briefly.
+            self.instance = services.register_station(data.get("name", ""), data["address"])
         except services.StationError as exc:
             self.add_error("address", str(exc))
         else:
@@ -202,6 +201,20 @@ class StationAdmin(admin.ModelAdmin):
         value = station.offered_current_a
         return None if value is None else f"{value:g}"
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if object_id is None and request.method == "POST":
+            # Adding asks the station over UDP, which may take seconds. The admin
+            # would do it inside its transaction, and SQLite's IMMEDIATE mode would
+            # hold the write lock (the gateway's too) all that time.
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def get_fieldsets(self, request: HttpRequest, obj: Station | None = None) -> Any:
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
@@ -262,8 +275,7 @@ class StationAdmin(admin.ModelAdmin):
         name, address = request.POST.get("name", ""), request.POST.get("address", "")
         try:
             ipaddress.IPv4Address(address)
-            with transaction.atomic():
-                station = services.register_station(name.strip(), address)
+            station = services.register_station(name.strip(), address)
         except ValueError:
             messages.error(request, f"{address!r} is not an IPv4 address")
         except services.StationError as exc:

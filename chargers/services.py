@@ -69,7 +69,14 @@ def discover(network: str = "") -> list[dict[str, Any]]:
 
 
 def register_station(name: str, address: str) -> Station:
-    """Identify the station at `address` and store it; refuse duplicates clearly."""
+    """Identify the station at `address` and store it; refuse duplicates clearly.
+
+    Call it outside any transaction: the question to the station takes up to
+    seconds, and only the save below needs one."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            "register_station asks a station over UDP: call it outside a transaction"
+        )
     found = identify(address)
     existing = Station.objects.filter(serial=found["serial"]).first()
     if existing is not None:
@@ -79,7 +86,7 @@ def register_station(name: str, address: str) -> Station:
     station = Station(name=name or found["model_label"] or address, address=address)
     station.take_identity(found)
     try:
-        with transaction.atomic():  # keeps a caller's transaction usable after a clash
+        with transaction.atomic():
             station.save()
     except IntegrityError:
         raise StationError(f"another station already uses the address {address}") from None
