@@ -33,8 +33,11 @@ def _can_bind(host: str) -> bool:
 def _run_network() -> IPv4Network:
     chosen = os.environ.get("KEBAWEB_TEST_NET")
     if chosen:
-        network = IPv4Network(chosen, strict=True)
-        if network.prefixlen != 24 or not network.is_loopback:
+        try:
+            network = IPv4Network(chosen)
+        except ValueError:
+            network = None
+        if network is None or network.prefixlen != 24 or not network.is_loopback:
             raise SystemExit(f"KEBAWEB_TEST_NET={chosen}: give a loopback /24, e.g. 127.42.7.0/24")
         return network
     # 127.0.x.x is the demo's and `keba emulate`'s; 127.255.x.x holds the old
