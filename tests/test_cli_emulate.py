@@ -243,4 +243,4 @@ def test_it_keeps_emulated_stations_on_loopback() -> None:
 
 def test_it_lists_the_models_it_knows() -> None:
     with pytest.raises(CommandError, match=r"unknown model 'p99'; choose one of p20 .*, p30c"):
-        call_command("keba", "emulate", "--station", "127.0.0.2=p99")
+        call_command("keba", "emulate", "--station", f"{station_address(2)}=p99")
