@@ -212,7 +212,10 @@ class StationAdmin(admin.ModelAdmin):
             # Adding asks the station over UDP, which may take seconds. The admin
             # would do it inside its transaction, and SQLite's IMMEDIATE mode would
             # hold the write lock (the gateway's too) all that time.
-            return self._changeform_view(request, object_id, form_url, extra_context)
+            # The undecorated view Django's own changeform_view wraps in atomic().
+            view = self._changeform_view  # type: ignore[attr-defined]
+            response: HttpResponse = view(request, object_id, form_url, extra_context)
+            return response
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_fieldsets(self, request: HttpRequest, obj: Station | None = None) -> Any:
@@ -365,6 +368,21 @@ class CommandAdmin(admin.ModelAdmin):
 # Sessions, tags, events, readings, sites
 
 
+class IncompleteFilter(admin.SimpleListFilter):
+    title = "completeness"
+    parameter_name = "complete"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "incomplete (seen only in part)"), ("yes", "complete")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "no":
+            return queryset.exclude(incomplete_reason="")
+        if self.value() == "yes":
+            return queryset.filter(incomplete_reason="")
+        return queryset
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = (
@@ -375,8 +393,9 @@ class SessionAdmin(admin.ModelAdmin):
         "energy_kwh",
         "tag",
         "source",
+        "is_complete",
     )
-    list_filter = ("station", "source")
+    list_filter = ("station", "source", IncompleteFilter)
     list_select_related = ("station", "tag")
     date_hierarchy = "started_at"
     # The station's log is the truth; only who charged can be corrected here.
@@ -389,7 +408,15 @@ class SessionAdmin(admin.ModelAdmin):
         "start_counter_kwh",
         "end_reason",
         "source",
+        "incomplete_reason",
+        "unobserved_from",
+        "unobserved_until",
+        "unobserved_energy_kwh",
     )
+
+    @admin.display(boolean=True, description="complete")
+    def is_complete(self, session: Session) -> bool:
+        return session.is_complete
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
