@@ -75,14 +75,15 @@ async def test_it_records_readings_and_a_live_session_during_a_charge() -> None:
 
 async def test_it_backfills_sessions_after_downtime_exactly_once() -> None:
     async with fleet_and_client(speed=500) as (fleet, client):
-        await fleet.add(station_address(2), "p30c")
+        emulated = await fleet.add(station_address(2), "p30c")
         for kwh in (1.0, 2.0, 3.0):
             await charge_one_session(fleet, station_address(2), kwh)
         await sync_to_async(add_station)(station_address(2))
         async with running(client):
             await until(lambda: Session.objects.count() == 3)
+        log_reads = emulated.received.count("report 100")
         async with running(client):  # a restart reads the log again
-            await until(lambda: Event.objects.filter(kind="online").count() >= 1)
+            await wait_for(lambda: emulated.received.count("report 100") > log_reads)
             await until(lambda: Reading.objects.count() >= 2)
     sessions = await sync_to_async(lambda: list(Session.objects.order_by("keba_session_id")))()
     assert [s.keba_session_id for s in sessions] == [1, 2, 3]
@@ -185,7 +186,8 @@ async def test_it_retries_a_command_the_station_did_not_answer() -> None:
             await until(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.unanswered = {"ena"}  # the first `ena 0` is lost
             row = await sync_to_async(services.queue_command)(station, "ena 0", "test")
-            await until(lambda: Command.objects.get(pk=row.pk).attempts >= 1)
+            # Only once the station has swallowed the first try may it answer again.
+            await wait_for(lambda: "ena 0" in emulated.received)
             emulated.faults.unanswered = set()
             await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
     await row.arefresh_from_db()
