@@ -79,8 +79,13 @@ class Faults:
     duplicate: float = 0.0  # probability that a reply is sent twice
     garbage: float = 0.0  # probability that a reply is replaced by junk
     # Commands (by name) the station neither executes nor answers, as when
-    # a datagram is lost on the way in.
+    # a datagram is lost on the way in. (`loss` drops only the reply: the
+    # request was executed.)
     unanswered: set[str] = field(default_factory=set)
+    # Commands (by name) the station executes but whose reply is lost.
+    lose_reply: set[str] = field(default_factory=set)
+    # Fields replaced in a report, by report id: a firmware bug on demand.
+    report_fields: dict[int, dict[str, object]] = field(default_factory=dict)
     # Hears and sends nothing, as with its network cable pulled, but keeps
     # charging; unlike `loss`, commands are not executed either.
     silent: bool = False
@@ -115,6 +120,7 @@ class SessionRecord:
     reason: int = 0
     tag: str = NO_TAG
     tag_class: str = NO_CLASS
+    cut_by_reboot: bool = False  # the station forgot it: no 1xx report shows it
 
 
 @dataclass
@@ -144,6 +150,10 @@ class EmulatedStation:
         self.pacing_violations = 0
         self._energy_fraction = 0.0  # 0.1 Wh not yet on the counter
         self.received: list[str] = []  # every command text, for tests
+        # Ground truth for tests, kept across reboots and moves: every session
+        # ever (oldest first) and every command carried out, with its error.
+        self.history: list[SessionRecord] = []
+        self.executed: list[tuple[str, str | None]] = []
         self._sock: socket.socket | None = None
         self._last_sender: str | None = None
         self._last_arrival: float | None = None
@@ -219,6 +229,9 @@ class EmulatedStation:
 
     def reboot(self) -> None:
         self._advance()
+        if self.session is not None:
+            self._close_session(reason=0)
+            self.history[-1].cut_by_reboot = True
         self._boot()
         if self._last_sender:
             self._send(b"started ...", self._last_sender)
@@ -234,6 +247,7 @@ class EmulatedStation:
         )
         self.next_session_id += 1
         self.session = record
+        self.history.append(record)
         self.session_log.insert(0, record)
         del self.session_log[31:]
 
@@ -409,14 +423,15 @@ class EmulatedStation:
             return
         if not self.udp_enabled and text not in ("i", "report 1"):
             return  # DIP switch DSW1.3 off: only identification answers
-        if text.split(" ", 1)[0] in self.faults.unanswered:
+        name = text.split(" ", 1)[0]
+        if name in self.faults.unanswered:
             return
         self._advance()
         if text != "i":
             self._last_sender = sender
         reply = self._answer(text)
         self._push_status()
-        if reply is not None:
+        if reply is not None and name not in self.faults.lose_reply:
             self._reply(reply, sender)
 
     def _violates_pacing(self, arrived_real: float) -> bool:
@@ -466,6 +481,7 @@ class EmulatedStation:
             assert command.report_id is not None
             return self._report(command.report_id)
         error = self._execute(command)
+        self.executed.append((text, error))
         return b"TCH-OK :done\n" if error is None else f"TCH-ERR:{error}\n".encode()
 
     def _execute(self, command: Command) -> str | None:
@@ -540,7 +556,7 @@ class EmulatedStation:
             fields = self._report3()
         else:
             fields = self._session_report(report_id)
-        return self._render(fields)
+        return self._render(fields | self.faults.report_fields.get(report_id, {}))
 
     def _common(self) -> dict[str, object]:
         return {"Serial": self.serial, "Sec": int(self.uptime_s)}
