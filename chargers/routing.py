@@ -1,5 +1,14 @@
 """WebSocket routes, served by kebaweb.asgi."""
 
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import URLPattern, URLResolver
 
 websocket_urlpatterns: list[URLPattern | URLResolver] = []
+
+
+class RefuseUnknownPath(AsyncWebsocketConsumer):
+    """Routed after every real path. Without it Channels' router raises for an
+    unknown path, which daphne answers with HTTP 500 and a logged traceback."""
+
+    async def connect(self) -> None:
+        await self.close()  # before accept(): daphne answers HTTP 403

@@ -8,7 +8,9 @@ naming the variable.
 import ipaddress
 import os
 import secrets
+import stat
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r}: use 1 (on) or 0 (off)")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected a whole number of at least {minimum}"
+        )
+    return number
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -74,12 +81,38 @@ def env_time_zone(name: str, default: str) -> str:
     return value
 
 
+def tighten(path: Path) -> None:
+    """Take group's and others' access away from what older installs created
+    with the umask's permissions. Only when we own the file: chmod on someone
+    else's fails, and a shared set-up may want it that way on purpose."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+
+
 def data_dir(name: str, default: Path) -> Path:
+    """The directory for the database, the secret key and the logs: only ours (0700)."""
     path = Path(os.environ.get(name) or default).expanduser().resolve()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten(path)
     except OSError as exc:
-        raise ImproperlyConfigured(f"{name}={str(path)!r}: cannot create it: {exc}") from None
+        raise ImproperlyConfigured(
+            f"{name}={str(path)!r}: cannot create it ({exc.strerror}): "
+            "choose a directory this user may create and write"
+        ) from None
+    if not path.is_dir():
+        raise ImproperlyConfigured(f"{name}={str(path)!r}: not a directory: choose a directory")
+    # access() reports what this user may do; as root it is true for any
+    # permissions, which is right: root can write there.
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(
+            f"{name}={str(path)!r}: this user cannot write there: "
+            "make it writable for the user running kebaweb, or choose another directory"
+        )
     return path
 
 
@@ -100,6 +133,7 @@ def persistent_secret_key(directory: Path) -> str:
             pass
         finally:
             temporary.unlink()
+    tighten(path)
     key = path.read_text().strip()
     if not key:
         raise ImproperlyConfigured(f"{path} is empty: delete it and start again")
@@ -110,7 +144,27 @@ DATA_DIR = data_dir("KEBAWEB_DATA_DIR", BASE_DIR / "data")
 SECRET_KEY = env_str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR)
 DEBUG = env_bool("KEBAWEB_DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+if not ALLOWED_HOSTS:
+    # Django would then answer every request with 400, which looks like a broken app.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is empty: list the host names the web app answers to, "
+        "e.g. ALLOWED_HOSTS=charging.example.org,127.0.0.1"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("KEBAWEB_CSRF_TRUSTED_ORIGINS", "")
+
+# Behind a reverse proxy that terminates TLS (README: "Behind a reverse proxy").
+# The proxy must set X-Forwarded-Proto itself, overwriting what a client sent.
+BEHIND_TLS_PROXY = env_bool("KEBAWEB_BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("KEBAWEB_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading is a promise made for a whole domain by submitting it to the
+    # browsers' list; the operator makes it, not an app's default.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # The address the gateway's UDP socket binds (port 7090 is fixed by KEBA).
 KEBA_BIND = env_ipv4("KEBA_BIND", "0.0.0.0")
@@ -130,6 +184,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_q",
+    "axes",
     "chargers",
 ]
 
@@ -142,6 +197,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "kebaweb.urls"
@@ -163,6 +220,28 @@ TEMPLATES = [
 ]
 
 
+def sqlite_file(name: str, path: Path) -> None:
+    """Check the SQLite file can be written, and keep it private (0600).
+
+    It holds password hashes and sessions. SQLite gives its -wal and -shm
+    files the database file's permissions, so creating it 0600 here covers
+    them; older installs are tightened at start."""
+    if path.is_dir():
+        raise ImproperlyConfigured(
+            f"{name}: the SQLite database {str(path)!r} is a directory: "
+            "move it away or point DATABASE_URL to a file"
+        )
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            tighten(file)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"{name}: cannot write the SQLite database {str(path)!r} ({exc.strerror}): "
+            "make it writable for the user running kebaweb"
+        ) from None
+
+
 def database(name: str, default: str) -> dict[str, Any]:
     url = os.environ.get(name) or default
     try:
@@ -170,6 +249,8 @@ def database(name: str, default: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        if config["NAME"] != ":memory:":
+            sqlite_file(name, Path(config["NAME"]))
         # WAL lets the dashboard read while the gateway writes; IMMEDIATE
         # takes the write lock at BEGIN, so concurrent writers wait for
         # busy_timeout instead of failing with "database is locked".
@@ -201,7 +282,7 @@ else:
 
 Q_CLUSTER: dict[str, Any] = {
     "name": "kebaweb",
-    "workers": env_int("KEBAWEB_Q_WORKERS", 2),
+    "workers": env_int("KEBAWEB_Q_WORKERS", 2, minimum=1),
     "timeout": 60,
     "retry": 120,  # must exceed timeout
     "catch_up": False,  # rules re-assert state; replaying missed runs adds nothing
@@ -242,6 +323,22 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "admin:login"
 
+# --- Login throttling (django-axes) ---
+# Counted per user name and client address together, so a guesser cannot lock
+# the owner out from elsewhere. Behind a proxy every client has the proxy's
+# address, and the lock then falls on the user name.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("KEBAWEB_LOGIN_ATTEMPTS", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("KEBAWEB_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# One row per failed login is enough; axes would also log every success.
+AXES_DISABLE_ACCESS_LOG = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_time_zone("KEBAWEB_TIME_ZONE", "UTC")
 USE_I18N = True
@@ -258,3 +355,40 @@ STORAGES = {
 }
 # Serve straight from the app and project folders when collectstatic was not run.
 WHITENOISE_USE_FINDERS = True
+
+# --- Logging ---
+# Errors from anything, and warnings from our own code, go to stderr and to a
+# file in the data dir, so an HTTP 500 or a gateway failure leaves a trace even
+# when nobody watched the terminal. Several processes (serve and its task
+# cluster, or a gateway beside them) append to the same file; a rotation seen
+# late by one of them only means a few lines land in the previous file.
+LOG_DIR = DATA_DIR / "logs"
+LOG_DIR.mkdir(mode=0o700, exist_ok=True)
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "{asctime} {levelname} {process} {name}: {message}", "style": "{"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "level": "WARNING", "formatter": "plain"},
+        "file": {
+            "class": "logging.handlers.RotatingFileHandler",
+            "level": "WARNING",
+            "formatter": "plain",
+            "filename": LOG_DIR / "kebaweb.log",
+            "maxBytes": 1024 * 1024,
+            "backupCount": 5,
+            "encoding": "utf-8",
+            "delay": True,  # a process that never logs never opens it
+        },
+    },
+    "root": {"handlers": ["stderr", "file"], "level": "ERROR"},
+    "loggers": {
+        # Replaces Django's own handlers (console when debugging, mail to
+        # ADMINS): its errors, such as HTTP 500s, reach the root's instead.
+        "django": {"handlers": [], "level": "ERROR"},
+        "kebaweb": {"level": "WARNING"},
+        "chargers": {"level": "WARNING"},
+    },
+}

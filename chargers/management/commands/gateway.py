@@ -6,29 +6,44 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from chargers.gateway import Gateway
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.errors import PortBusy
+from chargers.management.arguments import ipv4
+from chargers.models import Site
+from chargers.runtime import broadcast_for
 
 
 class Command(BaseCommand):
     help = "Run the gateway: poll stations, record sessions, execute commands."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--bind", default=settings.KEBA_BIND, help="local UDP address")
         parser.add_argument(
-            "--broadcast", default=settings.KEBA_BROADCAST, help="where to look for moved stations"
+            "--bind", type=ipv4, default=settings.KEBA_BIND, help="local UDP address"
+        )
+        parser.add_argument(
+            "--broadcast",
+            type=ipv4,
+            help="where to look for moved stations (default: KEBA_BROADCAST, or one that "
+            "suits --bind)",
         )
         parser.add_argument(
             "--site", help="poll only the stations of this site (one gateway per site or LAN)"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated()
+        if options["site"] is not None:
+            require_site(options["site"])
+        bind = str(options["bind"])
+        broadcast = str(options["broadcast"] or broadcast_for(bind))
         try:
-            asyncio.run(self.run(options["bind"], options["broadcast"], options["site"]))
+            asyncio.run(self.run(bind, broadcast, options["site"]))
         except PortBusy as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=2) from None
 
     async def run(self, bind: str, broadcast: str, site: str | None) -> None:
         stop = asyncio.Event()
@@ -40,3 +55,23 @@ class Command(BaseCommand):
             self.stdout.write(f"gateway listening on {bind}:7090")
             await Gateway(client, broadcast=broadcast, site=site).run(stop)
         self.stdout.write("gateway stopped")
+
+
+def require_migrated() -> None:
+    """Unlike `serve`, the gateway does not migrate: at scale several gateways and
+    web processes share the database, and migrating it is the operator's one step."""
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        raise CommandError(
+            "the database is not migrated to this version of kebaweb: "
+            "run `python manage.py migrate` first",
+            returncode=2,
+        )
+
+
+def require_site(name: str) -> None:
+    if Site.objects.filter(name=name).exists():
+        return
+    names = ", ".join(repr(site) for site in Site.objects.values_list("name", flat=True))
+    choices = f"the sites are {names}" if names else "no site exists yet: add one in the admin"
+    raise CommandError(f"--site {name!r}: no such site; {choices}", returncode=2)

@@ -122,7 +122,8 @@ class Command(BaseCommand):
             loop.run_until_complete(runtime.stop())
             raise CommandError(
                 f"cannot serve the web app on {url_host(options['host'])}:{options['port']} "
-                "(see above); choose another --port or stop the program using it"
+                "(see above); choose another --port or stop the program using it",
+                returncode=2,
             )
 
     def runtime(self, udp_bind: str, options: dict[str, Any]) -> Runtime:
@@ -164,16 +165,18 @@ class Command(BaseCommand):
         if not bind.is_loopback:
             raise CommandError(
                 f"--udp-bind {bind}: with --demo the gateway talks to stations on loopback "
-                "addresses, so bind it to one too, e.g. 127.0.0.1"
+                "addresses, so bind it to one too, e.g. 127.0.0.1",
+                returncode=2,
             )
         try:
             addresses = demo.demo_addresses(options["demo_network"])
         except demo.DemoError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=2) from None
         if bind in addresses:
             raise CommandError(
                 f"--udp-bind {bind} is also the address of a demo station; "
-                "choose another --demo-network"
+                "choose another --demo-network",
+                returncode=2,
             )
         return bind
 
@@ -198,7 +201,7 @@ class Command(BaseCommand):
         try:
             rows = demo.register_stations(options["demo_network"])
         except demo.DemoError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=2) from None
         password = demo.ensure_demo_user(settings.DATA_DIR)
         for row in rows:
             self.stdout.write(f"Demo station {row.name} at {row.address} ({row.model_label})")
