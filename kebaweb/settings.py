@@ -240,6 +240,12 @@ def sqlite_file(name: str, path: Path) -> None:
             f"{name}: cannot write the SQLite database {str(path)!r} ({exc.strerror}): "
             "make it writable for the user running kebaweb"
         ) from None
+    # WAL mode creates the -wal and -shm files beside the database.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(
+            f"{name}: cannot create files beside the SQLite database {str(path)!r}: "
+            "make its directory writable for the user running kebaweb"
+        )
 
 
 def database(name: str, default: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulated import GATEWAY_HOST
+
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 # The tests run as root, and permissions do not stop root: it has the
 # capabilities to override them. Where a case is about permissions, manage.py
@@ -103,6 +105,23 @@ def test_it_names_a_database_it_cannot_write(tmp_path: Path) -> None:
     assert_refused(result, str(database), "cannot write", "make it writable")
 
 
+def test_it_names_a_database_whose_directory_it_cannot_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    database = shared / "kebaweb.sqlite3"
+    database.write_bytes(b"")
+    shared.chmod(0o500)
+
+    result = start(
+        tmp_path / "data",
+        "check",
+        env={"DATABASE_URL": f"sqlite:///{database}"},
+        obey_permissions=True,
+    )
+
+    assert_refused(result, "DATABASE_URL", "beside the SQLite database", "make its directory")
+
+
 def test_it_names_a_database_path_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "kebaweb.sqlite3").mkdir()
 
@@ -119,7 +138,7 @@ def test_it_says_the_database_server_cannot_be_reached(tmp_path: Path) -> None:
 
 
 def test_it_asks_for_migrate_before_the_gateway_runs(tmp_path: Path) -> None:
-    result = start(tmp_path, "gateway", "--bind", "127.0.0.1")
+    result = start(tmp_path, "gateway", "--bind", GATEWAY_HOST)
 
     assert_refused(result, "run `python manage.py migrate` first")
 
@@ -136,7 +155,7 @@ def test_it_names_the_sites_when_the_gateway_is_given_another(tmp_path: Path) ->
     add_site = "from chargers.models import Site; Site.objects.create(name='Garage')"
     start(tmp_path, "shell", "-c", add_site)
 
-    result = start(tmp_path, "gateway", "--bind", "127.0.0.1", "--site", "nosuch")
+    result = start(tmp_path, "gateway", "--bind", GATEWAY_HOST, "--site", "nosuch")
 
     assert_refused(result, "--site 'nosuch'", "no such site", "'Garage'")
 
