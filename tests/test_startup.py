@@ -74,6 +74,19 @@ def test_it_names_a_bad_setting(tmp_path: Path, variable: str, value: str, expec
     assert_refused(result, variable, expected)
 
 
+def test_it_names_a_bad_setting_when_daphne_starts_the_web_app(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "kebaweb.asgi:application"],
+        env=os.environ | {"KEBAWEB_DATA_DIR": str(tmp_path), "KEBA_BIND": "999.1.1.1"},
+        cwd=MANAGE.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert_refused(result, "KEBA_BIND", "expected an IPv4 address")
+
+
 def test_it_names_a_data_dir_it_cannot_create(tmp_path: Path) -> None:
     # Below a regular file: not even root can create a directory there.
     blocker = tmp_path / "a-file"
