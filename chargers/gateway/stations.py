@@ -105,18 +105,15 @@ def release_stations(gateway_id: str) -> None:
     Station.objects.filter(gateway=gateway_id).update(gateway="", gateway_seen_at=None)
 
 
-def _mark_online(station: Station, now: datetime) -> None:
+def record_identity(station_id: int, host: str, identity: Report1) -> None:
+    """The station answered report 1. Its last contact stays that of its last poll,
+    so that what follows knows how long nobody watched it."""
+    station = Station.objects.get(pk=station_id)
+    station.take_identity(describe(FoundStation(host, identity)))
     if not station.is_online:
         station.is_online = True
         log_event(station.pk, Event.Kind.ONLINE, "answers")
-    station.last_contact = now
     station.missed_polls = 0
-
-
-def record_identity(station_id: int, host: str, identity: Report1) -> None:
-    station = Station.objects.get(pk=station_id)
-    station.take_identity(describe(FoundStation(host, identity)))
-    _mark_online(station, timezone.now())
     station.save()
 
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
-from django.utils import timezone
 
 from chargers import live, recorder
 from chargers.kecontact.codec import Report1, Report2, Report3, SessionReport, seconds_before
@@ -197,13 +196,13 @@ class StationWorker:
     def _boot_at(self, status: Report2, now: datetime) -> datetime | None:
         if status.uptime_s is None:
             return None
-        return seconds_before(now, self.clock.to_real(status.uptime_s))
+        return seconds_before(now, status.uptime_s)
 
     async def poll(self, host: str) -> None:
         status = await self.client.report(host, 2)
         meter = await self.client.report(host, 3)
         assert isinstance(status, Report2) and isinstance(meter, Report3)
-        now = timezone.now()
+        now = self.clock.now()
         boot_at = self._boot_at(status, now)
         last = self.last
         went_back = (

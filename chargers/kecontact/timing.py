@@ -8,6 +8,7 @@ charging passes in moments.
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,17 @@ class Clock:
         return (time.monotonic() - self._origin) * self.speed
 
     def wall(self) -> float:
-        """Unix time as the station sees it (runs `speed` times faster)."""
+        """Unix time as the station sees it (runs `speed` times faster).
+
+        At real speed it is the system clock itself: a Raspberry Pi without a
+        battery clock may start with a stale time that NTP corrects later."""
+        if self.speed == 1:
+            return time.time()
         return self._wall_origin + self.monotonic()
+
+    def now(self) -> datetime:
+        """`wall()` as an aware datetime: the time stamped on what stations report."""
+        return datetime.fromtimestamp(self.wall(), UTC)
 
     def to_real(self, station_seconds: float) -> float:
         return station_seconds / self.speed
