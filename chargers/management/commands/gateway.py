@@ -52,8 +52,17 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with KebaClient(bind) as client:
-            self.stdout.write(f"gateway listening on {bind}:7090")
-            await Gateway(client, broadcast=broadcast, site=site).run(stop)
+            gateway = Gateway(client, broadcast=broadcast, site=site)
+            running = asyncio.create_task(gateway.run(stop))
+            # Only once it hears the channel layer: a command queued after this
+            # line must not miss its wake-up.
+            subscribed = asyncio.create_task(gateway.listening.wait())
+            await asyncio.wait({running, subscribed}, return_when=asyncio.FIRST_COMPLETED)
+            subscribed.cancel()
+            if not running.done():
+                self.stdout.write(f"gateway listening on {bind}:7090")
+                self.stdout.flush()
+            await running
         self.stdout.write("gateway stopped")
 
 
