@@ -6,4 +6,4 @@ from django.db import migrations
 class Migration(migrations.Migration):
     dependencies = [("chargers", "0004_records_under_faults")]
 
-    operations = []  # type: ignore[var-annotated]
+    operations = []

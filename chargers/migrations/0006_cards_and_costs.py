@@ -6,4 +6,4 @@ from django.db import migrations
 class Migration(migrations.Migration):
     dependencies = [("chargers", "0005_roles")]
 
-    operations = []  # type: ignore[var-annotated]
+    operations = []
