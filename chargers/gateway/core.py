@@ -31,6 +31,7 @@ from .worker import StationWorker
 
 log = logging.getLogger(__name__)
 
+# Intervals here are in the protocol clock's seconds, sped up in tests.
 STRANGER_EVENT_EVERY_S = 3600.0  # one event per forging address per hour
 MAX_STRANGERS_REMEMBERED = 10_000  # bounded memory under a flood of addresses
 
@@ -203,9 +204,7 @@ class Gateway:
         ):
             return
         now = self.clock.monotonic()
-        if now - self._strangers.get(stranger.host, -math.inf) < (
-            self.clock.speed * STRANGER_EVENT_EVERY_S
-        ):
+        if now - self._strangers.get(stranger.host, -math.inf) < STRANGER_EVENT_EVERY_S:
             return
         if len(self._strangers) >= MAX_STRANGERS_REMEMBERED:
             self._strangers.clear()
@@ -221,7 +220,7 @@ class Gateway:
         network of the station's last address is scanned."""
         async with self._searching:
             now = self.clock.monotonic()
-            interval = self.clock.speed * self.settings.search_interval_s
+            interval = self.settings.search_interval_s
             if now - self._searched_at >= interval:
                 self._searched_at = now
                 for found in await self.client.discover(self.broadcast, wait_s=1.0):

@@ -156,7 +156,7 @@ class StationWorker:
     async def note_problem(self, text: str, kind: str = Event.Kind.ERROR) -> None:
         """Store a problem as an event, once an hour at most for the same text."""
         now = self.clock.monotonic()
-        if now - self._problems.get(text, -math.inf) < self.clock.speed * PROBLEM_REPEAT_S:
+        if now - self._problems.get(text, -math.inf) < PROBLEM_REPEAT_S:
             return
         self._problems[text] = now
         try:
@@ -284,8 +284,7 @@ class StationWorker:
             )
             overdue = seen.car_connected and (
                 self.running_session is None
-                or self.clock.monotonic() - self.log_read_at
-                >= self.clock.speed * self.settings.heartbeat_s
+                or self.clock.monotonic() - self.log_read_at >= self.settings.heartbeat_s
             )
             if may_have_changed or overdue:
                 await self.sync_log(host, boot_at, now)
