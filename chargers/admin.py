@@ -436,7 +436,7 @@ class TagAdmin(admin.ModelAdmin):
     form = TagForm
     list_display = ("tag", "label", "owner", "active", "first_seen", "last_seen")
     list_filter = ("active",)
-    search_fields = ("tag", "label", "owner")
+    search_fields = ("tag", "label", "owner__username")
     readonly_fields = ("tag_class", "first_seen", "last_seen")
 
 

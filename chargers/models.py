@@ -5,13 +5,18 @@ stations lives in the gateway and services modules.
 """
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from chargers import costs
 from chargers.kecontact.commands import normalise_tag
 from chargers.kecontact.errors import InvalidValue
 
@@ -95,14 +100,45 @@ class Station(models.Model):
         return self.STATE_LABELS.get(self.state, "unknown") if self.state is not None else "unknown"
 
 
+@dataclass(frozen=True)
+class TagSpelling:
+    """What a typed card number was read as, in words for the form."""
+
+    tag: str
+    note: str
+
+
 class Tag(models.Model):
+    """An RFID card. Unknown cards seen in a session are stored unassigned.
+
+    The station keeps its own whitelist, which UDP cannot read or edit: blocking a
+    card here does not stop the station from accepting it, but kebaweb stops
+    every session started with it at once."""
+
     tag = models.CharField(max_length=16, unique=True, help_text="16 hex digits")
     tag_class = models.CharField(max_length=20, blank=True)
     label = models.CharField(max_length=100, blank=True)
-    owner = models.CharField(max_length=100, blank=True)
-    active = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cards",
+    )
+    active = models.BooleanField(
+        default=True,
+        help_text=(
+            "Untick to block the card: kebaweb stops a session started with it within one "
+            "poll. The station's own whitelist cannot be edited over UDP, so it still "
+            "accepts the card; remove it there too."
+        ),
+    )
+    notes = models.TextField(blank=True)
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "RFID card"
 
     def __str__(self) -> str:
         return self.label or self.tag
@@ -110,6 +146,34 @@ class Tag(models.Model):
     @staticmethod
     def normalise(text: str) -> str:
         return normalise_tag(text)
+
+    @classmethod
+    def understand(cls, text: str) -> TagSpelling:
+        """A card number as typed: spaces, colons and lower case are fine, and so is the
+        byte-reversed order phone NFC apps show when the card is already known that way.
+
+        Raises InvalidValue when the text is not 8 bytes of hex."""
+        tag = normalise_tag(text)
+        digits = text.strip().replace(" ", "").replace(":", "")
+        if digits.lower().startswith("0x"):
+            digits = digits[2:]
+        if len(digits) != 16:
+            raise InvalidValue(
+                f"a card number has 8 bytes (16 hex digits), got {len(digits) // 2} bytes"
+                + (" and a half" if len(digits) % 2 else "")
+            )
+        reversed_tag = "".join(reversed([tag[i : i + 2] for i in range(0, 16, 2)]))
+        if (
+            reversed_tag != tag
+            and not cls.objects.filter(tag=tag).exists()
+            and cls.objects.filter(tag=reversed_tag).exists()
+        ):
+            return TagSpelling(
+                reversed_tag,
+                f"read {text.strip()!r} as {reversed_tag}: the byte-reversed order of a card "
+                "the stations already reported (phone NFC apps show it that way)",
+            )
+        return TagSpelling(tag, f"read {text.strip()!r} as {tag}")
 
     def clean_fields(self, exclude: Collection[str] | None = None) -> None:
         # Normalise before the field checks, so "04 a1 b2 c3" is accepted and a bad
@@ -123,7 +187,11 @@ class Tag(models.Model):
 
     @property
     def is_assigned(self) -> bool:
-        return bool(self.owner or self.label)
+        return bool(self.owner_id or self.label)
+
+    @property
+    def is_blocked(self) -> bool:
+        return not self.active
 
 
 class Session(models.Model):
@@ -139,6 +207,19 @@ class Session(models.Model):
     start_counter_kwh = models.FloatField(null=True, blank=True)
     end_reason = models.IntegerField(null=True, blank=True)
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.SET_NULL)
+    # The card's owner when the session ran: giving the card to someone else
+    # later must not move past sessions to their bill.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="charging_sessions",
+    )
+    # Priced once when the session ends; a later tariff change only applies
+    # after an explicit "recalculate" in the admin.
+    cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.LIVE)
     # What kebaweb could not see: set when a session spans a time when nobody
     # watched the station (gateway down, station rebooted) instead of inventing.
@@ -151,6 +232,12 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        # The sessions page and the export filter by date, station and owner.
+        indexes = [
+            models.Index(fields=["started_at"], name="session_started"),
+            models.Index(fields=["station", "started_at"], name="session_station_started"),
+            models.Index(fields=["owner", "started_at"], name="session_owner_started"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["station", "keba_session_id"], name="one_session_per_keba_id"
@@ -183,6 +270,56 @@ class Session(models.Model):
     def mark_unobserved(self, since: datetime | None, until: datetime, why: str) -> None:
         self.unobserved_from, self.unobserved_until = since, until
         self.incomplete_reason = why[:300]
+
+
+class Tariff(models.Model):
+    """A price per kWh from a date on, for the whole day or a time of day (local time).
+
+    Tariffs with the same valid-from date form one price list; the newest list in
+    force applies, so a new list from a date replaces the old one entirely."""
+
+    name = models.CharField(max_length=100, blank=True)
+    price_per_kwh = models.DecimalField(
+        max_digits=8, decimal_places=4, validators=[MinValueValidator(Decimal(0))]
+    )
+    currency = models.CharField(
+        max_length=3,
+        default="EUR",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "a three-letter ISO code such as EUR")],
+    )
+    valid_from = models.DateField()
+    starts_at = models.TimeField(
+        null=True, blank=True, help_text="Local time this price starts; empty for all day."
+    )
+    ends_at = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Local time it ends (may be after midnight, e.g. 22:00 to 06:00).",
+    )
+
+    class Meta:
+        ordering = ["-valid_from", "starts_at"]
+
+    def __str__(self) -> str:
+        hours = f" {self.starts_at:%H:%M}-{self.ends_at:%H:%M}" if self.starts_at else ""
+        return f"{self.price_per_kwh} {self.currency}/kWh from {self.valid_from}{hours}"
+
+    def clean(self) -> None:
+        if (self.starts_at is None) != (self.ends_at is None):
+            raise ValidationError(
+                {"ends_at": "give both a start and an end time, or neither for all day"}
+            )
+        if self.starts_at is not None and self.starts_at == self.ends_at:
+            raise ValidationError({"ends_at": "the end time must differ from the start time"})
+
+    def as_rule(self) -> costs.TariffRule:
+        return costs.TariffRule(
+            valid_from=self.valid_from,
+            price_per_kwh=self.price_per_kwh,
+            currency=self.currency,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+        )
 
 
 class Reading(models.Model):
@@ -281,6 +418,7 @@ class Event(models.Model):
         STRANGER = "stranger"  # a datagram from elsewhere claimed to be this station
         ERROR = "error"
         COMMAND = "command"
+        BLOCKED_CARD = "blocked card"  # a session started with a blocked card was stopped
 
     station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(default=timezone.now, db_index=True)
