@@ -38,6 +38,21 @@ async def publish_status(station_id: int, status: dict[str, Any]) -> None:
     await layer.group_send(ALL_STATIONS_GROUP, message)
 
 
+async def publish_command(station_id: int, command_id: int, status: str, reason: str) -> None:
+    """A command row's new status, for the dashboards that show its station."""
+    layer = _layer()
+    if layer is None:
+        return
+    message = {
+        "type": "station.command",
+        "station": station_id,
+        "id": command_id,
+        "status": str(status),
+        "reason": reason,
+    }
+    await layer.group_send(ALL_STATIONS_GROUP, message)
+
+
 async def wake_gateway(station_id: int) -> None:
     """Tell the gateway a command row is waiting; its periodic scan is the fallback."""
     layer = _layer()

@@ -55,6 +55,9 @@ class Station(models.Model):
     total_energy_kwh = models.FloatField(null=True, blank=True)
     offered_current_a = models.FloatField(null=True, blank=True)
     uptime_s = models.BigIntegerField(null=True, blank=True)
+    # The dashboard card's fields as last published (recorder.status_payload), so
+    # the first render says what the live frames say.
+    live_status = models.JSONField(default=dict, blank=True, editable=False)
     # Which gateway polls the station, renewed while it runs: a station belongs
     # to exactly one gateway, so two never send the same command.
     gateway = models.CharField(max_length=200, blank=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from chargers import cards
 from chargers.kecontact.codec import Report2, Report3
 from chargers.models import Event, Reading, Session, Station
 
@@ -24,6 +25,7 @@ STATION_FIELDS = [
     "offered_current_a",
     "uptime_s",
     "last_contact",
+    "live_status",
 ]
 # Online and offline are the gateway's to say (stations.record_identity and
 # record_missed_poll): a batch written a second late must not undo an offline.
@@ -86,10 +88,14 @@ class Recorder:
             self._batch.readings.append(reading)
             self._last_stored[station_id] = reading
         self._batch.latest[station_id] = Observation(status, meter, at, session_id)
-        shown = status_payload(status, meter)
+        shown = status_payload(status, meter, session_id)
         changed = self._last_published.get(station_id) != shown
         self._last_published[station_id] = shown
         return changed
+
+    def forget(self, station_id: int) -> None:
+        """The station went offline: its next status is news, even if unchanged."""
+        self._last_published.pop(station_id, None)
 
     def take(self) -> Batch:
         batch, self._batch = self._batch, Batch()
@@ -101,20 +107,44 @@ class Recorder:
         self._batch.latest = batch.latest | self._batch.latest
 
 
-def status_payload(status: Report2, meter: Report3) -> dict[str, Any]:
-    """What a live page shows of a station."""
+def status_payload(
+    status: Report2, meter: Report3, session_id: int | None = None
+) -> dict[str, Any]:
+    """What a dashboard card shows of a station (README: "Live updates")."""
     state = int(status.state) if status.state is not None else None
-    return {
-        "state": state,
-        "state_label": Station.STATE_LABELS.get(state, "unknown") if state is not None else "",
-        "plug": int(status.plug) if status.plug is not None else None,
-        "car_connected": bool(status.plug and status.plug.car_connected),
-        "power_w": meter.power_w,
-        "session_energy_kwh": meter.session_energy_kwh,
-        "total_energy_kwh": meter.total_energy_kwh,
-        "offered_current_a": status.offered_current_a,
-        "is_online": True,
-    }
+    return cards.describe(
+        {
+            "state": state,
+            "state_label": Station.STATE_LABELS.get(state, "unknown") if state is not None else "",
+            "plug": int(status.plug) if status.plug is not None else None,
+            "car_connected": bool(status.plug and status.plug.car_connected),
+            "enabled_sys": status.enabled_sys,
+            "enabled_user": status.enabled_user,
+            "auth_required": status.auth_required,
+            "error_1": status.error_1,
+            "error_2": status.error_2,
+            "power_w": meter.power_w,
+            "current_1_a": meter.current_1_a,
+            "current_2_a": meter.current_2_a,
+            "current_3_a": meter.current_3_a,
+            "session_energy_kwh": meter.session_energy_kwh,
+            "total_energy_kwh": meter.total_energy_kwh,
+            "offered_current_a": status.offered_current_a,
+            "hardware_current_a": status.hardware_current_a,
+            "user_current_a": status.user_current_a,
+            "timer_current_a": status.timer_current_a,
+            "energy_limit_kwh": status.energy_limit_kwh,
+            "x2_source": status.x2_source,
+            "phases": status.phases,
+            "session_id": session_id,
+            "is_online": True,
+        }
+    )
+
+
+def offline_payload() -> dict[str, Any]:
+    """What a card is told when its station stopped answering."""
+    return {"is_online": False, "activity": "offline", "activity_text": "offline"}
 
 
 def write(batch: Batch) -> None:
@@ -168,3 +198,4 @@ def _apply(station: Station, seen: Observation) -> None:
     station.offered_current_a = status.offered_current_a
     station.uptime_s = status.uptime_s
     station.last_contact = seen.at
+    station.live_status = status_payload(status, meter, seen.session_id)

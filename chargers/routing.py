@@ -1,9 +1,13 @@
 """WebSocket routes, served by kebaweb.asgi."""
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from chargers.consumers import LiveConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/live/", LiveConsumer.as_asgi()),
+]
 
 
 class RefuseUnknownPath(AsyncWebsocketConsumer):

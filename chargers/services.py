@@ -35,8 +35,13 @@ def queue_command(
         requested_by=requested_by,
         expires_at=timezone.now() + lifetime,
     )
-    transaction.on_commit(lambda: async_to_sync(live.wake_gateway)(station.pk))
+    transaction.on_commit(lambda: _announce(row))
     return row
+
+
+def _announce(row: Command) -> None:
+    async_to_sync(live.publish_command)(row.station_id, row.pk, row.status, row.reason)
+    async_to_sync(live.wake_gateway)(row.station_id)
 
 
 def _ask(request: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:

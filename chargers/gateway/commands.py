@@ -4,9 +4,11 @@ A row is claimed with a compare-and-set from pending to sent, so that two
 gateways (or a gateway and its restarted self) never both send it.
 """
 
+from asgiref.sync import async_to_sync
 from django.db.models import F
 from django.utils import timezone
 
+from chargers import live
 from chargers.models import Command, Event
 
 from .stations import log_event
@@ -27,6 +29,7 @@ def claim(row: Command, gateway_id: str) -> bool:
     )
     if taken:
         row.refresh_from_db()
+        _tell(row)
     return bool(taken)
 
 
@@ -44,6 +47,7 @@ def finish(row: Command, status: Command.Status, reason: str) -> None:
     row.finish(status, reason)
     row.save()
     log_event(row.station_id, Event.Kind.COMMAND, f"`{row.wire}`: {status} ({reason})")
+    _tell(row)
 
 
 def retry_or_fail(row: Command, attempts: int, reason: str) -> None:
@@ -53,3 +57,9 @@ def retry_or_fail(row: Command, attempts: int, reason: str) -> None:
     row.status = Command.Status.PENDING
     row.reason = reason[:300]
     row.save(update_fields=["status", "reason"])
+    _tell(row)
+
+
+def _tell(row: Command) -> None:
+    """The browser that asked sees the outcome at once (these steps run in a sync thread)."""
+    async_to_sync(live.publish_command)(row.station_id, row.pk, row.status, row.reason)

@@ -170,6 +170,9 @@ class StationWorker:
             self.pk, self.settings.offline_after_missed
         )
         self.forget_identity()  # whoever answers next is identified first
+        if not online and missed == self.settings.offline_after_missed:
+            self.gateway.recorder.forget(self.pk)  # its return is news
+            await live.publish_status(self.pk, recorder.offline_payload())
         interval = float(self.config.poll_interval_s)
         if online:
             return interval
@@ -225,7 +228,7 @@ class StationWorker:
         self.last = seen
         session = self.running_session if seen.car_connected else None
         if self.gateway.recorder.observe(self.pk, status, meter, now, session):
-            await live.publish_status(self.pk, recorder.status_payload(status, meter))
+            await live.publish_status(self.pk, recorder.status_payload(status, meter, session))
 
     async def after_reboot(self, boot_at: datetime, now: datetime) -> None:
         """The station forgot its running session: close it at the boot, then start afresh."""
@@ -321,6 +324,10 @@ class StationWorker:
                 break  # older entries were stored when they finished
         self.running_session = await db(sessions.record_log)(self.pk, entries, now, boot_at, whole)
         self.log_read_at = self.clock.monotonic()
+        if self.running_session is not None and await db(sessions.stop_blocked_card)(
+            self.running_session
+        ):
+            self.commands_waiting = True  # sent in this same pass, before the next poll
 
     async def _log_entry(self, host: str, report_id: int) -> SessionReport | None:
         try:

@@ -1,7 +1,8 @@
-"""Roles for the dashboard: viewers see the stations, members also control them."""
+"""Roles for the dashboard (viewers see the stations, members also control them), and the
+last published card of each station."""
 
 from django.apps.registry import Apps
-from django.db import migrations
+from django.db import migrations, models
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 # Copied, not imported: a migration keeps the names it was written with.
@@ -24,4 +25,11 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
-    operations = [migrations.RunPython(create_roles, remove_roles)]
+    operations = [
+        migrations.RunPython(create_roles, remove_roles),
+        migrations.AddField(
+            model_name="station",
+            name="live_status",
+            field=models.JSONField(blank=True, default=dict, editable=False),
+        ),
+    ]
