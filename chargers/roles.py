@@ -99,3 +99,14 @@ class MemberRequiredMixin(_RoleRequiredMixin):
 class StaffRequiredMixin(_RoleRequiredMixin):
     def has_role(self, user: Any) -> bool:
         return sees_all_sessions(user)
+
+
+def context(request: HttpRequest) -> dict[str, bool]:
+    """What every template may ask: which parts of a page to show (the server checks again)."""
+    user = request.user
+    return {
+        "can_view": can_view(user),
+        "can_control": can_control(user),
+        "sees_all_sessions": sees_all_sessions(user),
+        "kiosk": public_dashboard() and not can_view(user),
+    }

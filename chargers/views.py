@@ -1,13 +1,126 @@
-"""Pages: thin functions that read models and render templates."""
+"""Pages: thin functions that check the role, call one module, render a template."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
-from chargers.models import Session, Station
+from chargers import charts, controls, dashboard, roles, session_filters
+from chargers.models import Command, Event, Station
+
+SESSIONS_PER_PAGE = 25
 
 
+def _refused(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    raise PermissionDenied
+
+
+def _kiosk(request: HttpRequest) -> bool | None:
+    """False for a user with a role, True for a kiosk reader, None for nobody allowed."""
+    if roles.can_view(request.user):
+        return False
+    return True if roles.public_dashboard() else None
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Every station's latest status and the latest sessions, rendered on the server."""
-    stations = Station.objects.filter(enabled=True).order_by("name")
-    sessions = Session.objects.select_related("station", "tag")[:10]
-    return render(request, "chargers/home.html", {"stations": stations, "sessions": sessions})
+    """A card per station, complete on first render; the socket keeps it live."""
+    kiosk = _kiosk(request)
+    if kiosk is None:
+        return _refused(request)
+    with_controls = not kiosk and roles.can_control(request.user)
+    context = {
+        "cards": dashboard.station_cards(request.user, with_controls),
+        "kiosk": kiosk,
+        "with_controls": with_controls,
+    }
+    # After the live connection came back, the page fetches the cards afresh.
+    if request.GET.get("part") == "cards":
+        return render(request, "chargers/_cards.html", context)
+    return render(request, "chargers/home.html", context)
+
+
+@require_GET
+def station_session(request: HttpRequest, pk: int) -> HttpResponse:
+    """The running session's card and owner: fetched when a frame says the session changed."""
+    kiosk = _kiosk(request)
+    if kiosk is None:
+        return _refused(request)
+    card = dashboard.station_card(pk, request.user, with_controls=False)
+    if card is None:
+        raise Http404
+    return render(request, "chargers/_session.html", {"card": card, "kiosk": kiosk})
+
+
+@roles.viewer_required
+@require_GET
+def station(request: HttpRequest, pk: int) -> HttpResponse:
+    with_controls = roles.can_control(request.user)
+    card = dashboard.station_card(pk, request.user, with_controls)
+    if card is None:
+        raise Http404
+    power, current = charts.last_day(pk)
+    context = {
+        "card": card,
+        "station": card.station,
+        "with_controls": with_controls,
+        "power_chart": power,
+        "current_chart": current,
+        "days": charts.energy_per_day(pk),
+        "sessions": session_filters.visible_sessions(request.user)
+        .filter(station_id=pk)
+        .select_related("tag", "owner")[:10],
+        "commands": Command.objects.filter(station_id=pk).order_by("-created_at", "-id")[:10],
+        "events": Event.objects.filter(station_id=pk)[:15],
+    }
+    if request.GET.get("part") == "charts":
+        return render(request, "chargers/_charts.html", context)
+    return render(request, "chargers/station.html", context)
+
+
+@roles.member_required
+@require_POST
+def control(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    """One control of one station: refused next to the field, or queued as command rows."""
+    station = get_object_or_404(Station, pk=pk, enabled=True)
+    form = controls.bound_form(station, request.user, name, request.POST)
+    if form is None:
+        raise Http404(f"{station.name} has no control {name!r}")
+    queued = controls.queue(station, form) if form.is_valid() else []
+    if queued and not request.headers.get("HX-Request"):
+        return redirect("chargers:station", pk=pk)  # a reload does not post again
+    context = {"form": form, "station": station, "queued": queued}
+    return render(request, "chargers/_control.html", context)
+
+
+@roles.member_required
+@require_GET
+def sessions(request: HttpRequest) -> HttpResponse:
+    """Members see their own cards' sessions, staff all: filtered, totalled, paginated."""
+    chosen, errors = session_filters.parse_session_filter(request.GET)
+    visible = session_filters.visible_sessions(request.user)
+    found = session_filters.apply_session_filter(chosen, visible)
+    totals = found.aggregate(count=Count("id"), energy_kwh=Sum("energy_kwh"))
+    page = Paginator(
+        found.select_related("station", "tag", "owner").order_by("-started_at", "-id"),
+        SESSIONS_PER_PAGE,
+    ).get_page(request.GET.get("page"))
+    stations = Station.objects.filter(pk__in=visible.values("station_id")).order_by("name")
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "page": page,
+        "totals": totals,
+        "errors": errors,
+        "values": {k: request.GET.get(k, "") for k in ("station", "tag", "owner", "from", "to")},
+        "stations": stations,
+        "owners": get_user_model().objects.filter(pk__in=visible.values("owner_id")),
+        "query": params.urlencode(),
+    }
+    return render(request, "chargers/sessions.html", context)

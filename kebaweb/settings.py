@@ -185,6 +185,7 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "axes",
+    "django_htmx",
     "chargers",
 ]
 
@@ -196,6 +197,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into its page.
     "axes.middleware.AxesMiddleware",
@@ -214,6 +216,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chargers.roles.context",
             ],
         },
     },
@@ -327,7 +330,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chargers:home"
+LOGOUT_REDIRECT_URL = "login"
+# Kiosk mode: the dashboard without login, read-only, with no addresses, card
+# numbers or owner names (chargers/roles.py, chargers/cards.py).
+PUBLIC_DASHBOARD = env_bool("KEBAWEB_PUBLIC_DASHBOARD", False)
 
 # --- Login throttling (django-axes) ---
 # Counted per user name and client address together, so a guesser cannot lock

@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chargers.accounts import LoginView, LogoutView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("login/", LoginView.as_view(), name="login"),
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("", include("chargers.urls")),
 ]

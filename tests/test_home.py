@@ -12,11 +12,13 @@ from django.utils import timezone
 from chargers.demo import Demo
 from chargers.models import Session, Station
 from tests.emulated import station_address, wait_for
+from tests.people import person
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_says_no_stations_are_configured(client: Client) -> None:
+    client.force_login(person("viewer"))
     response = client.get("/")
     assert response.status_code == 200
     assert b"No stations are configured yet" in response.content
@@ -35,6 +37,7 @@ def test_it_shows_each_station_with_its_latest_status(client: Client) -> None:
         last_contact=now,
     )
     Station.objects.create(name="Carport", address="192.0.2.11", is_online=False)
+    client.force_login(person("viewer"))
     Session.objects.create(
         station=garage, keba_session_id=7, started_at=now - timedelta(hours=1), energy_kwh=4.25
     )

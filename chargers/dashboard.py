@@ -1,0 +1,97 @@
+"""What the dashboard and station pages show, read in a fixed number of queries.
+
+However many stations there are, the dashboard costs the same few queries:
+the stations with when they last went online or offline, the running sessions
+with their cards and owners, and nothing per station.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import OuterRef, Subquery
+
+from chargers import cards
+from chargers.controls import ControlForm, forms_for, phase_switch_free_at
+from chargers.models import Event, Session, Station
+
+
+@dataclass
+class Card:
+    station: Station
+    live: dict[str, Any]
+    session: Session | None
+    controls: list[ControlForm] = field(default_factory=list)
+
+    @property
+    def owner_name(self) -> str:
+        owner = getattr(self.session, "owner", None) if self.session else None
+        return str(owner.get_full_name() or owner.get_username()) if owner else ""
+
+
+def live_fields(station: Station) -> dict[str, Any]:
+    """The last published card, or what the station row knows when nothing was published yet."""
+    if station.live_status:
+        payload = dict(station.live_status)
+    else:
+        payload = cards.describe(
+            {
+                "state": station.state,
+                "plug": station.plug,
+                "power_w": station.power_w,
+                "session_energy_kwh": station.session_energy_kwh,
+                "total_energy_kwh": station.total_energy_kwh,
+                "offered_current_a": station.offered_current_a,
+            }
+        )
+    payload["is_online"] = station.is_online
+    if not station.is_online:
+        payload.update(activity="offline", activity_text="offline")
+    return payload
+
+
+def stations_with_status() -> "Any":
+    changed = Event.objects.filter(
+        station=OuterRef("pk"), kind__in=[Event.Kind.ONLINE, Event.Kind.OFFLINE]
+    ).order_by("-at")
+    return (
+        Station.objects.filter(enabled=True)
+        .annotate(online_changed_at=Subquery(changed.values("at")[:1]))
+        .order_by("name")
+    )
+
+
+def running_sessions(station_ids: list[int]) -> dict[int, Session]:
+    running = (
+        Session.objects.filter(station_id__in=station_ids, ended_at=None)
+        .select_related("tag", "owner")
+        .order_by("station_id", "-started_at", "-id")
+    )
+    found: dict[int, Session] = {}
+    for session in running:
+        found.setdefault(session.station_id, session)
+    return found
+
+
+def station_cards(user: Any, with_controls: bool) -> list[Card]:
+    stations = list(stations_with_status())
+    ids = [s.pk for s in stations]
+    sessions = running_sessions(ids)
+    phase_free_at = phase_switch_free_at(ids) if with_controls else {}
+    result = []
+    for station in stations:
+        card = Card(station, live_fields(station), sessions.get(station.pk))
+        if with_controls:
+            card.controls = forms_for(station, user, phase_free_at.get(station.pk))
+        result.append(card)
+    return result
+
+
+def station_card(station_id: int, user: Any, with_controls: bool) -> Card | None:
+    station = stations_with_status().filter(pk=station_id).first()
+    if station is None:
+        return None
+    card = Card(station, live_fields(station), running_sessions([station.pk]).get(station.pk))
+    if with_controls:
+        free_at = phase_switch_free_at([station.pk]).get(station.pk)
+        card.controls = forms_for(station, user, free_at)
+    return card
