@@ -395,6 +395,10 @@ class Command(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The rule whose reconciliation wrote this row (chargers/rules), for the audit.
+    rule = models.ForeignKey(
+        "Rule", null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -433,3 +437,98 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.station.name}: {self.message}"
+
+
+class Rule(models.Model):
+    """A declarative rule: a current limit in a time window, a charging window or an
+    energy cap. The gateway makes it hold (chargers/rules, chargers/gateway/enforcement.py)."""
+
+    class Kind(models.TextChoices):
+        CURRENT = "current", "current limit in a time window"
+        WINDOW = "window", "charging window (charging only inside it)"
+        SESSION_CAP = "session cap", "energy cap per session"
+        DAILY_CAP = "daily cap", "energy cap per day"
+        WEEKLY_CAP = "weekly cap", "energy cap per week"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    stations = models.ManyToManyField(Station, blank=True, related_name="rules")
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, help_text="All stations of a site."
+    )
+    card_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="energy_caps",
+        help_text="Daily or weekly caps: count this person's card sessions across stations.",
+    )
+    weekdays = models.JSONField(default=list, blank=True, help_text="0 = Monday … 6 = Sunday")
+    starts_at = models.TimeField(null=True, blank=True, help_text="Local time; empty: all day.")
+    ends_at = models.TimeField(
+        null=True, blank=True, help_text="Local time; before the start means the next day."
+    )
+    current_a = models.PositiveSmallIntegerField(null=True, blank=True)
+    energy_kwh = models.DecimalField(max_digits=9, decimal_places=3, null=True, blank=True)
+    priority = models.IntegerField(
+        default=0, help_text="A higher priority wins; among equals the lowest current wins."
+    )
+    paused = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
+class Override(models.Model):
+    """A manual override from the dashboard: it beats every rule until it expires
+    or the car it was made for leaves."""
+
+    class Kind(models.TextChoices):
+        FULL_SPEED = "full speed", "full speed"
+        PAUSE = "pause", "pause charging"
+        CURRENT = "current", "charge at a set current"
+
+    station = models.ForeignKey(Station, on_delete=models.CASCADE, related_name="overrides")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    current_a = models.PositiveSmallIntegerField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty: until unplugged.")
+    # The session it was made for: it ends when that car leaves.
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Cancelled by a person.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.station.name}"
+
+
+class Fallback(models.Model):
+    """The station's own safe fallback (`failsafe`): if kebaweb stops talking to it
+    for `timeout_s`, it falls back to `current_a` by itself (0 stops charging)."""
+
+    station = models.OneToOneField(Station, on_delete=models.CASCADE, related_name="fallback")
+    enabled = models.BooleanField(default=True)
+    timeout_s = models.PositiveIntegerField(default=60)
+    current_a = models.PositiveSmallIntegerField(default=6)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.station.name}: {self.current_a} A after {self.timeout_s} s"
