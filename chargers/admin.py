@@ -16,10 +16,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from chargers import services
+import chargers.card_admin  # noqa: F401 (registers RFID cards and tariffs)
+from chargers import services, session_actions
 from chargers.kecontact.codec import PlugState
 from chargers.kecontact.errors import InvalidValue
-from chargers.models import Command, Event, Reading, Session, Site, Station, Tag
+from chargers.models import Command, Event, Reading, Session, Site, Station
 
 RECENT = 20  # rows of commands and events on a station's page
 
@@ -392,11 +393,20 @@ class SessionAdmin(admin.ModelAdmin):
         "ended_at",
         "energy_kwh",
         "tag",
+        "owner",
+        "cost",
+        "currency",
         "source",
         "is_complete",
     )
     list_filter = ("station", "source", IncompleteFilter)
-    list_select_related = ("station", "tag")
+    list_select_related = ("station", "tag", "owner")
+    actions = [
+        session_actions.export_csv,
+        session_actions.export_csv_excel,
+        session_actions.export_totals,
+        session_actions.recalculate_costs,
+    ]
     date_hierarchy = "started_at"
     # The station's log is the truth; only who charged can be corrected here.
     readonly_fields = (
@@ -412,6 +422,8 @@ class SessionAdmin(admin.ModelAdmin):
         "unobserved_from",
         "unobserved_until",
         "unobserved_energy_kwh",
+        "cost",
+        "currency",
     )
 
     @admin.display(boolean=True, description="complete")
@@ -420,24 +432,6 @@ class SessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-
-class TagForm(forms.ModelForm):
-    # Longer than 16 so that "04 a1 b2 …" reaches the model, which normalises it.
-    tag = forms.CharField(max_length=64, help_text="16 hex digits; spaces and colons are fine.")
-
-    class Meta:
-        model = Tag
-        fields = ["tag", "label", "owner", "active"]
-
-
-@admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
-    form = TagForm
-    list_display = ("tag", "label", "owner", "active", "first_seen", "last_seen")
-    list_filter = ("active",)
-    search_fields = ("tag", "label", "owner__username")
-    readonly_fields = ("tag_class", "first_seen", "last_seen")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -274,6 +274,47 @@ class Session(models.Model):
         self.unobserved_from, self.unobserved_until = since, until
         self.incomplete_reason = why[:300]
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A session is priced once, when it is first saved closed; after that only
+        # an explicit recalculation (the admin's action) changes its cost.
+        if self.cost is None and self.ended_at is not None:
+            self.price()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "cost", "currency"}
+        super().save(*args, **kwargs)
+
+    def compute_cost(self) -> costs.Cost:
+        """Its cost under today's tariffs, split by its readings; raises costs.CostError."""
+        if self.started_at is None or self.ended_at is None:
+            raise costs.CostError("the session has no start or has not ended")
+        rules = [tariff.as_rule() for tariff in Tariff.objects.all()]
+        if not rules:
+            raise costs.NoTariff("no tariff is set up")
+        readings = Reading.objects.filter(
+            station_id=self.station_id,
+            at__gt=self.started_at,
+            at__lt=self.ended_at,
+            session_energy_kwh__isnull=False,
+        ).values_list("at", "session_energy_kwh")
+        return costs.session_cost(
+            rules,
+            self.started_at,
+            self.ended_at,
+            self.energy_kwh,
+            ((at, kwh) for at, kwh in readings if kwh is not None),
+            timezone.get_default_timezone(),
+        )
+
+    def price(self) -> str:
+        """Set the cost from the tariffs; the reason when it cannot be priced, else ""."""
+        try:
+            cost = self.compute_cost()
+        except costs.CostError as exc:
+            self.cost, self.currency = None, ""
+            return str(exc)
+        self.cost, self.currency = cost.amount, cost.currency
+        return ""
+
 
 class Tariff(models.Model):
     """A price per kWh from a date on, for the whole day or a time of day (local time).

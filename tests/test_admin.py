@@ -303,10 +303,10 @@ def test_it_links_to_discovery_from_the_station_list() -> None:
 
 def test_it_normalises_a_tag_typed_with_spaces() -> None:
     response = admin_client().post(
-        "/admin/chargers/tag/add/", {"tag": "04 a1 b2 c3", "label": "Anna's card", "active": "on"}
+        "/admin/chargers/tag/add/", {"tag": "04 a1 b2 c3 d4 e5 f6 07", "label": "Anna's card", "active": "on"}
     )
     assert response.status_code == 302
-    assert Tag.objects.get().tag == "04A1B2C300000000"
+    assert Tag.objects.get().tag == "04A1B2C3D4E5F607"
 
 
 def test_it_refuses_a_tag_that_is_not_hexadecimal() -> None:

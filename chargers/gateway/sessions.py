@@ -74,16 +74,26 @@ def record_log(
 
 def _record_log_entry(station_id: int, entry: SessionReport, received_at: datetime) -> Session:
     started = entry.started_at(received_at) or received_at
+    tag = _tag_for(entry.rfid_tag, entry.rfid_class, started)
     fields: dict[str, Any] = {
         "energy_kwh": entry.session_energy_kwh or 0,
         "start_counter_kwh": entry.start_energy_kwh,
-        "tag": _tag_for(entry.rfid_tag, entry.rfid_class, started),
+        "tag": tag,
     }
     row, created = Session.objects.select_for_update().get_or_create(
         station_id=station_id,
         keba_session_id=entry.session_id,
-        defaults=fields | {"started_at": started, "source": Session.Source.LIVE},
+        defaults=fields
+        | {
+            "started_at": started,
+            "source": Session.Source.LIVE,
+            "owner_id": tag.owner_id if tag else None,
+        },
     )
+    if tag is not None and not created and row.tag_id != tag.pk:
+        # The card is first known now: its owner today is its owner for this session.
+        # Once recorded the owner stays, whoever holds the card later.
+        fields["owner_id"] = tag.owner_id
     if created:
         # A session closed by estimate (at a reboot) must not overlap this one.
         Session.objects.filter(

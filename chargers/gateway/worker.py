@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 
-from chargers import live, recorder
+from chargers import live, recorder, rfid_cards
 from chargers.kecontact.codec import Report1, Report2, Report3, SessionReport, seconds_before
 from chargers.kecontact.commands import Command as WireCommand
 from chargers.kecontact.commands import parse_command
@@ -83,6 +83,7 @@ class StationWorker:
     def update(self, config: StationConfig) -> None:
         if config.address != self.config.address:
             self.forget_identity()
+            self.nudge.set()  # found at a new address: no need to wait out a back-off
         self.config = config
 
     def forget_identity(self) -> None:
@@ -324,7 +325,7 @@ class StationWorker:
                 break  # older entries were stored when they finished
         self.running_session = await db(sessions.record_log)(self.pk, entries, now, boot_at, whole)
         self.log_read_at = self.clock.monotonic()
-        if self.running_session is not None and await db(sessions.stop_blocked_card)(
+        if self.running_session is not None and await db(rfid_cards.stop_if_blocked)(
             self.running_session
         ):
             self.commands_waiting = True  # sent in this same pass, before the next poll

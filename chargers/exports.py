@@ -1,0 +1,223 @@
+"""Sessions as CSV for spreadsheets: one row per session, or totals per owner per month.
+
+Rows are produced one at a time from a database iterator, so a response can
+stream 100,000 sessions in bounded memory. Spreadsheet programs need a UTF-8
+byte-order mark to read UTF-8, and run a cell that starts with = + - @ as a
+formula, so text from labels and names is neutralised with a leading quote.
+"""
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, DecimalField, FloatField, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncMonth
+from django.http import QueryDict
+from django.utils import timezone
+
+from chargers.kecontact.codec import EndReason
+from chargers.models import Session
+
+BOM = "\ufeff"
+# Excel, LibreOffice and Google Sheets all treat these as the start of a formula;
+# tab and carriage return are in OWASP's list because some importers strip them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+SEPARATORS = {"comma": ",", ",": ",", "semicolon": ";", ";": ";", "tab": "\t", "\t": "\t"}
+DECIMAL_MARKS = {"point": ".", ".": ".", "comma": ",", ",": ","}
+
+END_REASONS = {
+    EndReason.RUNNING: "still charging",
+    EndReason.UNPLUGGED: "car unplugged",
+    EndReason.INTERRUPTED: "interrupted (station error or switched off)",
+    EndReason.DEAUTHORIZED: "stopped with the card",
+}
+
+SESSION_HEADER = (
+    "station",
+    "KEBA session id",
+    "start",
+    "end",
+    "duration",
+    "energy kWh",
+    "meter at start kWh",
+    "meter at end kWh",
+    "card",
+    "card label",
+    "owner",
+    "end reason",
+    "cost",
+    "currency",
+)
+
+TOTALS_HEADER = (
+    "owner",
+    "month",
+    "sessions",
+    "energy kWh",
+    "cost",
+    "currency",
+    "unpriced sessions",
+)
+
+
+class FormatError(ValueError):
+    """A bad `sep` or `decimal` parameter; the text says which values are allowed."""
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    separator: str = ","
+    decimal_mark: str = "."
+
+    @classmethod
+    def from_params(cls, params: QueryDict) -> "CsvFormat":
+        """`sep` (comma, semicolon or tab) and `decimal` (point or comma)."""
+        sep = params.get("sep", "comma").strip() or "comma"
+        mark = params.get("decimal", "").strip()
+        if sep.lower() not in SEPARATORS and sep not in SEPARATORS:
+            raise FormatError(f"sep must be comma, semicolon or tab (got {sep!r})")
+        separator = SEPARATORS.get(sep.lower(), SEPARATORS.get(sep, ","))
+        if not mark:
+            # A semicolon is what spreadsheets use where the comma is the decimal mark.
+            mark = "comma" if separator == ";" else "point"
+        if mark.lower() not in DECIMAL_MARKS:
+            raise FormatError(f"decimal must be point or comma (got {mark!r})")
+        return cls(separator, DECIMAL_MARKS[mark.lower()])
+
+    def number(self, value: float | Decimal | None, places: int) -> str:
+        if value is None:
+            return ""
+        text = f"{value:.{places}f}"
+        return text.replace(".", self.decimal_mark) if self.decimal_mark != "." else text
+
+
+def safe_text(value: object) -> str:
+    """Text a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def local_time(moment: datetime | None) -> str:
+    """Local wall-clock time with its UTC offset, so a DST change day reads unambiguously."""
+    if moment is None:
+        return ""
+    return timezone.localtime(moment, timezone.get_default_timezone()).isoformat(
+        sep=" ", timespec="seconds"
+    )
+
+
+def duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return ""
+    seconds = max(0, int(delta.total_seconds()))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def owner_name(user: Any) -> str:
+    if user is None:
+        return ""
+    return str(user.get_full_name() or user.get_username())
+
+
+def end_reason(session: Session) -> str:
+    if session.ended_at is None:
+        return END_REASONS[EndReason.RUNNING]
+    if session.end_reason is None:
+        return "not seen (kebaweb did not watch the end)" if session.incomplete_reason else ""
+    try:
+        return END_REASONS[EndReason(session.end_reason)]
+    except ValueError:
+        return f"reason {session.end_reason}"
+
+
+def session_row(session: Session, fmt: CsvFormat) -> list[str]:
+    meter_end = (
+        None
+        if session.start_counter_kwh is None
+        else session.start_counter_kwh + session.energy_kwh
+    )
+    ended = session.ended_at
+    tag = session.tag
+    return [
+        safe_text(session.station.name),
+        "" if session.keba_session_id is None else str(session.keba_session_id),
+        local_time(session.started_at),
+        local_time(ended),
+        duration(ended - session.started_at if ended and session.started_at else None),
+        fmt.number(session.energy_kwh, 3),
+        fmt.number(session.start_counter_kwh, 3),
+        fmt.number(meter_end, 3),
+        tag.tag if tag else "",
+        safe_text(tag.label if tag else ""),
+        safe_text(owner_name(session.owner)),
+        end_reason(session),
+        fmt.number(session.cost, 2),
+        session.currency,
+    ]
+
+
+class _Line:
+    """A file-like object for csv.writer that hands back what was written."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def _lines(header: Iterable[str], rows: Iterable[list[str]], fmt: CsvFormat) -> Iterator[str]:
+    writer = csv.writer(_Line(), delimiter=fmt.separator, lineterminator="\r\n")
+    yield BOM + writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def export_sessions(sessions: QuerySet[Session], fmt: CsvFormat) -> Iterator[str]:
+    """The CSV lines of these sessions, oldest first, read from the database in chunks."""
+    rows = (
+        sessions.select_related("station", "tag", "owner")
+        .order_by("started_at", "pk")
+        .iterator(chunk_size=2000)
+    )
+    return _lines(SESSION_HEADER, (session_row(session, fmt) for session in rows), fmt)
+
+
+def monthly_totals(sessions: QuerySet[Session]) -> QuerySet[Session, dict[str, Any]]:
+    """Sessions, energy and cost per owner, local calendar month and currency."""
+    zero = Decimal(0)
+    return (
+        sessions.order_by()
+        .annotate(month=TruncMonth("started_at", tzinfo=timezone.get_default_timezone()))
+        .values("owner", "month", "currency")
+        .annotate(
+            sessions=Count("pk"),
+            energy=Coalesce(Sum("energy_kwh"), 0.0, output_field=FloatField()),
+            total_cost=Coalesce(
+                Sum("cost"), zero, output_field=DecimalField(max_digits=14, decimal_places=2)
+            ),
+            unpriced=Count("pk") - Count("cost"),
+        )
+        .order_by("owner", "month", "currency")
+    )
+
+
+def export_totals(sessions: QuerySet[Session], fmt: CsvFormat) -> Iterator[str]:
+    groups = list(monthly_totals(sessions))
+    owner_ids = {group["owner"] for group in groups if group["owner"] is not None}
+    owners = get_user_model().objects.in_bulk(owner_ids)
+    rows = (
+        [
+            safe_text(owner_name(owners.get(group["owner"])) or "(no owner)"),
+            f"{group['month']:%Y-%m}" if group["month"] else "",
+            str(group["sessions"]),
+            fmt.number(group["energy"], 3),
+            fmt.number(group["total_cost"], 2) if group["currency"] else "",
+            group["currency"],
+            str(group["unpriced"]),
+        ]
+        for group in groups
+    )
+    return _lines(TOTALS_HEADER, rows, fmt)
