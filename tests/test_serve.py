@@ -1,11 +1,14 @@
 """`manage.py serve`: the whole embedded program as a user starts it, and its supervisor."""
 
 import asyncio
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import sqlite3
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +18,7 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 from pytest_django.fixtures import Settings
 
-from chargers.demo import DEMO_SERIALS
+from chargers.demo import DEMO_SERIALS, DEMO_USERNAME
 from chargers.kecontact.emulator import Fleet
 from chargers.runtime import BackOff, ClusterSupervisor, DemoOptions, RestartPolicy, Runtime
 from tests.emulated import BROADCAST, GATEWAY_HOST, station_address
@@ -98,9 +101,31 @@ async def serving(
             await process.wait()
 
 
-def fetch(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def fetch(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, str]:
+    with (opener or urllib.request.build_opener()).open(url, timeout=10) as response:
         return response.status, response.read().decode()
+
+
+def demo_login(port: int, data_dir: Path) -> urllib.request.OpenerDirector:
+    """A client logged in as the demo's administrator, as a person does it."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    _, form = fetch(f"http://127.0.0.1:{port}/login/", opener)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert token is not None
+    fields = {
+        "csrfmiddlewaretoken": token.group(1),
+        "username": DEMO_USERNAME,
+        "password": (data_dir / "demo_password").read_text().strip(),
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/login/",
+        data=urllib.parse.urlencode(fields).encode(),
+        headers={"Referer": f"http://127.0.0.1:{port}/login/"},
+    )
+    with opener.open(request, timeout=10) as response:
+        assert response.url == f"http://127.0.0.1:{port}/", "the demo login failed"
+    return opener
 
 
 def online_stations(data_dir: Path) -> set[str]:
@@ -115,7 +140,7 @@ def shows_live_data(page: str) -> bool:
         all(name in page for name in DEMO_NAMES)
         and page.count('class="badge online"') == len(DEMO_NAMES)
         # The demo's day starts in the evening: two cars charge, whatever the hour.
-        and page.count('<dd class="state">charging</dd>') == 2
+        and page.count('data-field="state_label">charging</dd>') == 2
     )
 
 
@@ -136,7 +161,8 @@ async def test_it_serves_the_demo_until_terminated(tmp_path: Path) -> None:
         await until(lambda: online_stations(tmp_path) == DEMO_NAMES)
         # …and the home page shows what it read: all online, a car charging.
         home = f"http://127.0.0.1:{port}/"
-        await until(lambda: shows_live_data(fetch(home)[1]))
+        opener = await asyncio.to_thread(demo_login, port, tmp_path)
+        await until(lambda: shows_live_data(fetch(home, opener)[1]))
 
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
@@ -239,15 +265,20 @@ def test_it_forgets_old_failures_after_a_healthy_run() -> None:
 
 async def test_a_browser_shows_the_demo_stations_with_live_data(tmp_path: Path) -> None:
     async with serving(tmp_path) as (_process, port), async_playwright() as playwright:
-        await until(lambda: shows_live_data(fetch(f"http://127.0.0.1:{port}/")[1]))
+        opener = await asyncio.to_thread(demo_login, port, tmp_path)
+        await until(lambda: shows_live_data(fetch(f"http://127.0.0.1:{port}/", opener)[1]))
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
         )
         page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
         await page.goto(f"http://127.0.0.1:{port}/")
+        await page.fill("#id_username", DEMO_USERNAME)
+        await page.fill("#id_password", (tmp_path / "demo_password").read_text().strip())
+        await page.click("button[type=submit]")
         names = await page.locator(".station h2").all_inner_texts()
         badges = await page.locator(".station .badge").all_inner_texts()
         states = await page.locator(".station dd.state").all_inner_texts()
+        await page.locator("#live-status[data-state=live]").wait_for(timeout=30000)
         await page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
         await browser.close()
     assert sorted(names) == sorted(DEMO_NAMES)
