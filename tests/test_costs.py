@@ -17,8 +17,8 @@ DAY = TariffRule(date(2024, 1, 1), Decimal("0.30"), "EUR")
 NIGHT = TariffRule(date(2024, 1, 1), Decimal("0.10"), "EUR", time(22), time(6))
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=VIENNA)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=VIENNA)
 
 
 def test_it_prices_a_session_inside_one_tariff() -> None:
