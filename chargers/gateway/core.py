@@ -26,6 +26,7 @@ from chargers.kecontact.errors import KebaError
 
 from . import stations
 from .database import db
+from .enforcement import Enforcer
 from .stations import describe
 from .worker import StationWorker
 
@@ -65,6 +66,7 @@ class Gateway:
         # Stable across restarts of the same gateway, so it takes its stations back at once.
         self.gateway_id = f"{socket.gethostname()}/{client.bind_host}:{client.port}"
         self.recorder = recorder.Recorder(self.settings.heartbeat_s)
+        self.enforcer = Enforcer(self)
         self.workers: dict[int, StationWorker] = {}
         self._by_host: dict[str, StationWorker] = {}
         self._stop = asyncio.Event()
@@ -135,6 +137,7 @@ class Gateway:
             worker = self.workers[pk] = StationWorker(self, config)
             worker.task = asyncio.create_task(worker.run(self._stop), name=f"station-{pk}")
         self._by_host = {w.config.address: w for w in self.workers.values() if w.config.address}
+        await self.enforcer.refresh()  # rules changed, or a boundary passed
         # The periodic scan: rows written while a wake-up was missed, or while
         # the gateway was down, are found here.
         for pk in with_commands:
@@ -164,6 +167,8 @@ class Gateway:
             kind = request.get("type")
             if kind == "gateway.wake" and isinstance(request.get("station"), int):
                 self.commands_waiting(request["station"])
+            elif kind == "gateway.rules":  # a rule changed or a boundary came (chargers.tasks)
+                self._in_background(self.enforcer.refresh(force=True))
             elif kind in ("gateway.identify", "gateway.discover") and request.get("reply_to"):
                 self._in_background(self._answer(request))
 

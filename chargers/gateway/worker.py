@@ -228,6 +228,7 @@ class StationWorker:
         self.status_changed = False
         self.last = seen
         session = self.running_session if seen.car_connected else None
+        await self.gateway.enforcer.after_poll(self, seen)  # rules: desired against report 2
         if self.gateway.recorder.observe(self.pk, status, meter, now, session):
             await live.publish_status(self.pk, recorder.status_payload(status, meter, session))
 

@@ -1,0 +1,169 @@
+"""The gateway's side of the rules: after each poll, desired state against report 2.
+
+The rule book is loaded once and kept until it changes (checked on the periodic
+scan, or at once on a "gateway.rules" wake-up), so a poll costs no query unless
+a command must be written or a daily or weekly cap needs the energy used. The
+scan also notices rule boundaries itself: with the task cluster down, a window
+still opens within one scan and one poll.
+"""
+
+import logging
+import math
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from chargers.kecontact.products import Capability
+from chargers.models import Command
+from chargers.rules import book as rule_book
+from chargers.rules.desired import Kind, Usage, boundaries, day_start, desired_state
+from chargers.rules.reconcile import FEEDS_FAILSAFE, Abilities, Action, Recent, plan
+
+from .database import db
+
+if TYPE_CHECKING:
+    from .core import Gateway
+    from .worker import Seen, StationWorker
+
+log = logging.getLogger(__name__)
+
+COMMAND_LIFETIME = timedelta(minutes=2)  # a rule's command is re-planned from a fresh poll after
+RECENT_WINDOW = timedelta(hours=1)
+USAGE_TTL_S = 60.0  # station seconds between two reads of the energy used this day/week
+REQUESTED_BY = "rules"
+
+
+def recent_commands(station_id: int, speed: float) -> list[Recent]:
+    """The station's command rows of the last hour, any origin, ages in station seconds."""
+    now = timezone.now()
+    rows = Command.objects.filter(station_id=station_id, created_at__gte=now - RECENT_WINDOW)
+    return [
+        Recent(wire, status, (now - (finished or created)).total_seconds() * speed)
+        for wire, status, created, finished in rows.values_list(
+            "wire", "status", "created_at", "finished_at"
+        )
+    ]
+
+
+def write_commands(station_id: int, actions: list[Action]) -> None:
+    now = timezone.now()
+    Command.objects.bulk_create(
+        Command(
+            station_id=station_id,
+            wire=action.wire,
+            rule_id=action.rule_id,
+            requested_by=f"{REQUESTED_BY}: {action.why}"[:100],
+            created_at=now + timedelta(microseconds=n),  # keeps their order
+            expires_at=now + COMMAND_LIFETIME,
+        )
+        for n, action in enumerate(actions)
+    )
+
+
+class Enforcer:
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gateway = gateway
+        self.clock = gateway.clock
+        self.book = rule_book.RuleBook()
+        self.zone = rule_book.zone()
+        self._version: tuple[object, ...] | None = None
+        self._next_boundary: datetime | None = None
+        self._fed_at: dict[int, float] = {}  # station clock of the last command feeding failsafe
+        self._usage: dict[int, tuple[float, tuple[object, ...], Usage]] = {}
+        self.cpu_s = 0.0  # spent deciding (not waiting for the database), for bench/rules.py
+        self.commands_written = 0
+
+    # Keeping the book
+
+    async def refresh(self, force: bool = False) -> None:
+        """On the periodic scan: reload the book if it changed; nudge at a boundary."""
+        version = await db(rule_book.version)()
+        if force or version != self._version:
+            self.book = await db(rule_book.load)()
+            self._version = version
+            self._usage.clear()
+            self._plan_boundary()
+            self._nudge()
+        elif self._next_boundary is not None and self.clock.now() >= self._next_boundary:
+            self._plan_boundary()
+            self._nudge()
+
+    def _plan_boundary(self) -> None:
+        now = self.clock.now()
+        overrides = [o for found in self.book.overrides.values() for o in found]
+        ahead = boundaries(now, now + timedelta(days=8), self.book.all_rules, overrides, self.zone)
+        self._next_boundary = ahead[0] if ahead else None
+
+    def _nudge(self) -> None:
+        # A poll follows within KEBA's 5 s, and with it the reconciliation.
+        for worker in self.gateway.workers.values():
+            if self.book.concerns(worker.pk):
+                worker.nudge.set()
+
+    # After each poll
+
+    async def after_poll(self, worker: "StationWorker", seen: "Seen") -> None:
+        pk = worker.pk
+        if not self.book.concerns(pk):
+            return
+        usage = await self._usage_of(worker, seen)
+        started = time.process_time()
+        abilities = Abilities(
+            current_timer=worker.can(Capability.CURRENT_TIMER),
+            energy_limit=worker.can(Capability.ENERGY_LIMIT),
+        )
+        desired = desired_state(
+            usage.measured_at or self.clock.now(),
+            self.book.rules_for(pk),
+            self.book.overrides_for(pk),
+            usage,
+            self.zone,
+        )
+        fallback = self.book.fallbacks.get(pk)
+        since_fed = self.clock.monotonic() - self._fed_at.get(pk, -math.inf)
+        args = (desired, seen.status, abilities, seen.car_connected)
+        wanted = plan(*args, (), fallback, since_fed)
+        self.cpu_s += time.process_time() - started
+        if not wanted:
+            return
+        recent = await db(recent_commands)(pk, self.clock.speed)
+        actions = plan(*args, recent, fallback, since_fed)
+        if not actions:
+            return
+        await db(write_commands)(pk, actions)
+        self.commands_written += len(actions)
+        if any(a.wire.split(" ", 1)[0] in FEEDS_FAILSAFE for a in actions):
+            self._fed_at[pk] = self.clock.monotonic()
+        worker.commands_waiting = True  # sent in this same pass, right after the poll
+
+    async def _usage_of(self, worker: "StationWorker", seen: "Seen") -> Usage:
+        now = self.clock.now()
+        car = seen.car_connected
+        session = worker.running_session if car else None
+        live_kwh = seen.meter.session_energy_kwh or 0.0
+        rules = self.book.rules_for(worker.pk)
+        periods = any(r.kind in (Kind.DAILY_CAP, Kind.WEEKLY_CAP) for r in rules)
+        owners = any(r.card_owner_id is not None for r in rules)
+        if not (periods or owners):
+            return Usage(now, car, session, None, live_kwh)
+        key = (session, car, day_start(now, self.zone))
+        cached = self._usage.get(worker.pk)
+        mono = self.clock.monotonic()
+        if cached is not None and cached[1] == key and mono - cached[0] < USAGE_TTL_S:
+            before = cached[2]
+            gained = live_kwh - before.session_kwh  # the running session counts in every total
+            return replace(
+                before,
+                measured_at=now,
+                session_kwh=live_kwh,
+                day_kwh=before.day_kwh + gained,
+                week_kwh=before.week_kwh + gained,
+                owner_day_kwh=before.owner_day_kwh + (gained if before.owner_id else 0.0),
+                owner_week_kwh=before.owner_week_kwh + (gained if before.owner_id else 0.0),
+            )
+        usage = await db(rule_book.usage)(worker.pk, now, car, session, live_kwh, periods)
+        self._usage[worker.pk] = (mono, key, usage)
+        return usage
