@@ -18,6 +18,7 @@ from django.urls import URLPattern, path, reverse
 
 import chargers.card_admin  # noqa: F401 (registers RFID cards and tariffs)
 from chargers import services, session_actions
+from chargers.admin_lists import GrowingList
 from chargers.kecontact.codec import PlugState
 from chargers.kecontact.errors import InvalidValue
 from chargers.models import Command, Event, Reading, Session, Site, Station
@@ -89,7 +90,8 @@ class RecentFormSet(BaseInlineFormSet):
 
     def get_queryset(self) -> QuerySet[Any]:
         if not hasattr(self, "_recent"):
-            self._recent = super().get_queryset()[:RECENT]
+            # Each row's title names its station: one join, not a query per row.
+            self._recent = super().get_queryset().select_related("station")[:RECENT]
         return self._recent
 
 
@@ -340,10 +342,11 @@ class CommandAdmin(admin.ModelAdmin):
         "reason",
         "finished_at",
     )
-    list_filter = ("status", "station")
+    # A date range, not date_hierarchy: its drill-down reads every row's date.
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter), "station")
     list_select_related = ("station",)
     search_fields = ("wire", "requested_by")
-    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
 
     def get_form(
         self, request: HttpRequest, obj: Command | None = None, change: bool = False, **kwargs: Any
@@ -399,7 +402,7 @@ class SessionAdmin(admin.ModelAdmin):
         "source",
         "is_complete",
     )
-    list_filter = ("station", "source", IncompleteFilter)
+    list_filter = (("started_at", admin.DateFieldListFilter), "station", "source", IncompleteFilter)
     list_select_related = ("station", "tag", "owner")
     actions = [
         session_actions.export_csv,
@@ -407,7 +410,6 @@ class SessionAdmin(admin.ModelAdmin):
         session_actions.export_totals,
         session_actions.recalculate_costs,
     ]
-    date_hierarchy = "started_at"
     # The station's log is the truth; only who charged can be corrected here.
     readonly_fields = (
         "station",
@@ -445,16 +447,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(GrowingList, ReadOnlyAdmin):
     list_display = ("at", "station", "kind", "message")
-    list_filter = ("kind", "station")
+    list_filter = (("at", admin.DateFieldListFilter), "kind", "station")
     list_select_related = ("station",)
     search_fields = ("message",)
-    date_hierarchy = "at"
+    sortable_by = ("at",)  # the indexed order; any other sorts every row
 
 
 @admin.register(Reading)
-class ReadingAdmin(ReadOnlyAdmin):
+class ReadingAdmin(GrowingList, ReadOnlyAdmin):
     list_display = (
         "at",
         "station",
@@ -465,9 +467,9 @@ class ReadingAdmin(ReadOnlyAdmin):
         "total_energy_kwh",
         "offered_current_a",
     )
-    list_filter = ("station",)
+    list_filter = (("at", admin.DateFieldListFilter), "station")
     list_select_related = ("station",)
-    date_hierarchy = "at"
+    sortable_by = ("at",)  # the indexed order; any other sorts millions of rows
 
 
 @admin.register(Site)

@@ -240,6 +240,10 @@ class Session(models.Model):
             models.Index(fields=["started_at"], name="session_started"),
             models.Index(fields=["station", "started_at"], name="session_station_started"),
             models.Index(fields=["owner", "started_at"], name="session_owner_started"),
+            # The running sessions, which the dashboard reads for every station: few rows.
+            models.Index(
+                fields=["station"], condition=models.Q(ended_at=None), name="session_running"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -443,7 +447,12 @@ class Command(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["status", "station"])]
+        indexes = [
+            models.Index(fields=["status", "station"]),
+            # The admin's list and date filter, and a station's recent commands.
+            models.Index(fields=["created_at"], name="command_created"),
+            models.Index(fields=["station", "created_at"], name="command_station_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.wire} → {self.station.name}: {self.status}"
@@ -475,6 +484,12 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        indexes = [
+            # A station's recent events, and when it last went online or offline
+            # (the dashboard asks that of every station).
+            models.Index(fields=["station", "at"], name="event_station_at"),
+            models.Index(fields=["station", "kind", "at"], name="event_station_kind_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.station.name}: {self.message}"
