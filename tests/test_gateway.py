@@ -138,6 +138,47 @@ async def test_it_follows_a_station_to_its_new_address() -> None:
     assert await sync_to_async(Event.objects.filter(kind="moved").exists)()
 
 
+async def test_two_stations_that_swap_addresses_keep_their_history_and_are_polled_again() -> None:
+    # A long back-off: only being found again may bring a station back quickly.
+    slow_search = GatewaySettings(scan_interval_s=0.2, search_interval_s=0, max_backoff_s=3600)
+    async with fleet_and_client(speed=50, reply_timeout_s=0.2, retries=0) as (fleet, client):
+        first = await fleet.add(station_address(2), "p30c", serial="11111111")
+        second = await fleet.add(station_address(3), "p30c", serial="22222222")
+        garage = await sync_to_async(add_station)(station_address(2), "Garage")
+        carport = await sync_to_async(add_station)(station_address(3), "Carport")
+        for emulated, kwh in ((first, 1.0), (second, 2.0)):
+            await charge_one_session(fleet, emulated.host, kwh)
+        gateway = Gateway(client, settings=slow_search, broadcast=BROADCAST)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await until(lambda: Session.objects.filter(ended_at__isnull=False).count() == 2)
+            # A DHCP lease swap.
+            await fleet.move(station_address(2), station_address(12))
+            await fleet.move(station_address(3), station_address(2))
+            await fleet.move(station_address(12), station_address(3))
+            swapped = {garage.pk: station_address(3), carport.pk: station_address(2)}
+            await until(
+                lambda: all(
+                    Station.objects.filter(pk=pk, address=address, is_online=True).exists()
+                    for pk, address in swapped.items()
+                )
+            )
+            first.plug_in(Car())  # the garage's next session, at its new address
+            await until(lambda: Session.objects.filter(station=garage, ended_at=None).exists())
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    energies = await sync_to_async(
+        lambda: {
+            s.station_id: round(s.energy_kwh, 1) for s in Session.objects.filter(keba_session_id=1)
+        }
+    )()
+    assert energies == {garage.pk: 1.0, carport.pk: 2.0}
+    assert await sync_to_async(Station.objects.count)() == 2
+    assert await sync_to_async(Event.objects.filter(kind="looking").exists)()
+
+
 async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
         emulated = await fleet.add(station_address(2), "p30c")

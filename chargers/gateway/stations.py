@@ -105,9 +105,20 @@ def release_stations(gateway_id: str) -> None:
     Station.objects.filter(gateway=gateway_id).update(gateway="", gateway_seen_at=None)
 
 
-def record_identity(station_id: int, host: str, identity: Report1) -> None:
+def record_identity(station_id: int, host: str, identity: Report1) -> bool:
     """The station answered report 1. Its last contact stays that of its last poll,
-    so that what follows knows how long nobody watched it."""
+    so that what follows knows how long nobody watched it.
+
+    False when the serial is another registered station's: two rows for one station."""
+    twin = Station.objects.filter(serial=identity.serial).exclude(pk=station_id).first()
+    if twin is not None:
+        log_event(
+            station_id,
+            Event.Kind.ERROR,
+            f"the station at {host} is serial {identity.serial}, already registered as "
+            f"{twin.name}: delete one of the two in the admin",
+        )
+        return False
     station = Station.objects.get(pk=station_id)
     station.take_identity(describe(FoundStation(host, identity)))
     if not station.is_online:
@@ -115,6 +126,7 @@ def record_identity(station_id: int, host: str, identity: Report1) -> None:
         log_event(station.pk, Event.Kind.ONLINE, "answers")
     station.missed_polls = 0
     station.save()
+    return True
 
 
 def record_missed_poll(station_id: int, offline_after: int) -> tuple[int, bool]:

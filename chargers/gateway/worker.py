@@ -7,7 +7,7 @@ session) lives here in memory; the database steps sit in the modules beside it.
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -191,7 +191,10 @@ class StationWorker:
             await self.gateway.found_at(host, identity)
             await self.gateway.resync()
             return
-        await db(stations.record_identity)(self.pk, host, identity)
+        if not await db(stations.record_identity)(self.pk, host, identity):
+            raise KebaError(f"{host} is a station registered twice")
+        # Known at once, not only after the next scan: a swap may come sooner.
+        self.config = replace(self.config, serial=identity.serial)
         self.identity = identity
         self.fresh = True
 
