@@ -6,10 +6,10 @@ page handles a few hundred points, never every row.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from django.db.models import Avg, Max, Min, Value
-from django.db.models.functions import ExtractMinute, Floor, TruncDate, TruncHour
+from django.db.models import Avg, Case, F, Func, IntegerField, Max, Min, Value, When
 from django.utils import timezone
 
 from chargers.models import Reading
@@ -39,26 +39,46 @@ class Chart:
         return not any(series.points for series, _ in self.lines)
 
 
+class EpochSlot(Func):
+    """The number of the `seconds`-long slot since 1970 a datetime falls in, computed
+    natively by the database (Django's Trunc* on SQLite call Python for every row)."""
+
+    output_field = IntegerField()
+
+    def __init__(self, expression: str, seconds: int) -> None:
+        super().__init__(F(expression))
+        self.seconds = seconds
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = f"(CAST(strftime('%%s', %(expressions)s) AS INTEGER) / {self.seconds})"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = f"FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / {self.seconds})"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
 def last_day(station_id: int, now: datetime | None = None) -> tuple[Chart, Chart]:
     """Power (kW) and per-phase current (A) of the last 24 hours, in 5-minute slots."""
     end = now or timezone.now()
     start = end - timedelta(hours=24)
+    slot_s = SLOT_MINUTES * 60
     rows = (
         Reading.objects.filter(station_id=station_id, at__gte=start, at__lte=end)
-        .annotate(hour=TruncHour("at"), slot=Floor(ExtractMinute("at") / Value(SLOT_MINUTES)))
-        .values("hour", "slot")
+        .annotate(slot=EpochSlot("at", slot_s))
+        .values("slot")
         .annotate(
             power=Avg("power_w"),
             i1=Avg("current_1_a"),
             i2=Avg("current_2_a"),
             i3=Avg("current_3_a"),
         )
-        .order_by("hour", "slot")
+        .order_by("slot")
     )
     power: list[tuple[datetime, float]] = []
     phases: dict[str, list[tuple[datetime, float]]] = {"i1": [], "i2": [], "i3": []}
     for row in rows:
-        at = row["hour"] + timedelta(minutes=int(row["slot"]) * SLOT_MINUTES)
+        at = datetime.fromtimestamp(int(row["slot"]) * slot_s, tz=UTC)
         if row["power"] is not None:
             power.append((at, row["power"] / 1000))
         for key, points in phases.items():
@@ -85,22 +105,31 @@ class Day:
 def energy_per_day(station_id: int, days: int = 30, now: datetime | None = None) -> list[Day]:
     """Energy charged on each local calendar day: the meter's rise over the day."""
     end = now or timezone.now()
-    start = timezone.localtime(end).replace(hour=0, minute=0, second=0, microsecond=0)
-    start -= timedelta(days=days - 1)
+    today = timezone.localdate(end)
+    dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    # Local midnights, exact across daylight saving changes; comparing `at` with
+    # them keeps the grouping native in every database.
+    midnights = [local_midnight(day) for day in [*dates, today + timedelta(days=1)]]
+    day_number = Case(
+        *[When(at__lt=midnights[n + 1], then=Value(n)) for n in range(days)],
+        output_field=IntegerField(),
+    )
     rows = (
-        Reading.objects.filter(station_id=station_id, at__gte=start, at__lte=end)
+        Reading.objects.filter(station_id=station_id, at__gte=midnights[0], at__lte=end)
         .exclude(total_energy_kwh=None)
-        .annotate(day=TruncDate("at", tzinfo=timezone.get_current_timezone()))
+        .annotate(day=day_number)
         .values("day")
         .annotate(low=Min("total_energy_kwh"), high=Max("total_energy_kwh"))
         .order_by("day")
     )
     by_day = {row["day"]: max(0.0, row["high"] - row["low"]) for row in rows}
-    first = start.date()
-    dates = [first + timedelta(days=n) for n in range(days)]
-    energies = [(day, by_day.get(day, 0.0)) for day in dates]
+    energies = [(day, by_day.get(n, 0.0)) for n, day in enumerate(dates)]
     biggest = max((kwh for _, kwh in energies), default=0.0) or 1.0
     return [Day(day, kwh, kwh / biggest) for day, kwh in energies]
+
+
+def local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _chart(title: str, unit: str, series: list[Series], start: datetime, end: datetime) -> Chart:

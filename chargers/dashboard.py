@@ -72,18 +72,11 @@ def running_sessions(station_ids: list[int]) -> dict[int, Session]:
     return found
 
 
-def station_cards(user: Any, with_controls: bool) -> list[Card]:
+def station_cards() -> list[Card]:
+    """Every card without its controls: those load when a member opens them."""
     stations = list(stations_with_status())
-    ids = [s.pk for s in stations]
-    sessions = running_sessions(ids)
-    phase_free_at = phase_switch_free_at(ids) if with_controls else {}
-    result = []
-    for station in stations:
-        card = Card(station, live_fields(station), sessions.get(station.pk))
-        if with_controls:
-            card.controls = forms_for(station, user, phase_free_at.get(station.pk))
-        result.append(card)
-    return result
+    sessions = running_sessions([s.pk for s in stations])
+    return [Card(s, live_fields(s), sessions.get(s.pk)) for s in stations]
 
 
 def station_card(station_id: int, user: Any, with_controls: bool) -> Card | None:

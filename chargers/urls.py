@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("stations/<int:pk>/", views.station, name="station"),
     path("stations/<int:pk>/session/", views.station_session, name="station_session"),
+    path("stations/<int:pk>/controls/", views.station_controls, name="station_controls"),
     path("stations/<int:pk>/control/<slug:name>/", views.control, name="control"),
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/export.csv", export_views.export_sessions, name="export_sessions"),

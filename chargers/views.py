@@ -36,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return _refused(request)
     with_controls = not kiosk and roles.can_control(request.user)
     context = {
-        "cards": dashboard.station_cards(request.user, with_controls),
+        "cards": dashboard.station_cards(),
         "kiosk": kiosk,
         "with_controls": with_controls,
     }
@@ -82,6 +82,16 @@ def station(request: HttpRequest, pk: int) -> HttpResponse:
     if request.GET.get("part") == "charts":
         return render(request, "chargers/_charts.html", context)
     return render(request, "chargers/station.html", context)
+
+
+@roles.member_required
+@require_GET
+def station_controls(request: HttpRequest, pk: int) -> HttpResponse:
+    """A card's controls, loaded when a member opens them (the dashboard stays light)."""
+    card = dashboard.station_card(pk, request.user, with_controls=True)
+    if card is None:
+        raise Http404
+    return render(request, "chargers/_controls.html", {"card": card})
 
 
 @roles.member_required

@@ -54,6 +54,8 @@ WALK = {
     "/": (LOGIN, 403, 200, 200, 200),
     "/stations/{pk}/": (LOGIN, 403, 200, 200, 200),
     "/stations/{pk}/session/": (LOGIN, 403, 200, 200, 200),
+    "/stations/{pk}/controls/": (LOGIN, 403, 403, 200, 200),
+    "/stations/{pk}/control/unlock/": (LOGIN, 403, 403, 405, 405),
     "/sessions/": (LOGIN, 403, 403, 200, 200),
     "/login/": (200, 302, 302, 302, 302),
     "/admin/": (LOGIN, LOGIN, LOGIN, LOGIN, 200),
@@ -156,7 +158,7 @@ def test_a_p20_gets_curr_and_only_the_controls_it_has(client: Client) -> None:
     logged_in(client, "member")
     control(client, station, "current", amps="10")
     assert Command.objects.get().wire == "curr 10000"
-    page = client.get("/").content.decode()
+    page = client.get(f"/stations/{station.pk}/controls/").content.decode()
     assert "Current (A)" in page and "Text on the display" not in page
     assert "Energy cap for this session" not in page
     response = client.post(f"/stations/{station.pk}/control/display/", {})
@@ -196,9 +198,11 @@ def test_a_phase_switch_waits_for_the_cool_down(client: Client) -> None:
 
 
 def test_a_viewer_sees_no_controls(client: Client) -> None:
-    p30c()
+    station = p30c()
     logged_in(client, "viewer")
-    page = client.get("/").content.decode()
+    page = (
+        client.get("/").content.decode() + client.get(f"/stations/{station.pk}/").content.decode()
+    )
     assert "Garage" in page and "Controls" not in page and '<form class="control"' not in page
 
 
