@@ -328,7 +328,7 @@ def sample_ids() -> dict[str, int]:
     """One object of each kind, named as URL parameters name them."""
     from django.apps import apps
 
-    found = {}
+    found: dict[str, int] = {}
     for model in apps.get_app_config("chargers").get_models():
         # The middle of the table: neither the newest nor the oldest row.
         count = model._default_manager.count() if model.__name__ != "Reading" else 0
@@ -339,7 +339,7 @@ def sample_ids() -> dict[str, int]:
         )
         pk = next(iter(row), None)
         if pk is not None:
-            found[model._meta.model_name] = pk
+            found[str(model._meta.model_name)] = pk
     return found
 
 
@@ -402,7 +402,7 @@ def admin_pages(samples: dict[str, int], station_id: int) -> Iterator[Page]:
             )
         if model_admin.has_add_permission(_superuser_request()):
             yield Page(f"{name} add", reverse(f"admin:{info}_add"))
-        pk = samples.get(model._meta.model_name)
+        pk = samples.get(str(model._meta.model_name))
         if pk is None:
             pk = model._default_manager.order_by("-pk").values_list("pk", flat=True).first()
         if pk is not None:

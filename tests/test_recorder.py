@@ -69,3 +69,23 @@ def test_a_deleted_station_does_not_block_the_others() -> None:
     carport.delete()
     recorder.write(keeper.take())
     assert list(Reading.objects.values_list("station__name", flat=True)) == ["Garage"]
+
+
+def test_one_flush_stores_each_stations_own_status_and_session_energy() -> None:
+    stations = [station(f"Bay {n}", station_address(2 + n)) for n in range(3)]
+    running = [
+        Session.objects.create(station=s, keba_session_id=1, started_at=AT) for s in stations
+    ]
+    keeper = recorder.Recorder(heartbeat_s=300)
+    for n, (bay, session) in enumerate(zip(stations, running, strict=True)):
+        meter = Report3(power_w=1000.0 * (n + 1), session_energy_kwh=n + 0.5, total_energy_kwh=9)
+        keeper.observe(bay.pk, CHARGING, meter, AT + timedelta(seconds=n), session.pk)
+    recorder.write(keeper.take())
+    stored = Station.objects.filter(pk__in=[s.pk for s in stations]).order_by("name")
+    assert [(s.power_w, s.last_contact) for s in stored] == [
+        (1000.0, AT),
+        (2000.0, AT + timedelta(seconds=1)),
+        (3000.0, AT + timedelta(seconds=2)),
+    ]
+    energies = Session.objects.order_by("station__name").values_list("energy_kwh", flat=True)
+    assert list(energies) == [0.5, 1.5, 2.5]

@@ -118,8 +118,10 @@ class StationWorker:
                     if self.identity is not None and (
                         self.fresh or self.clock.monotonic() >= next_poll
                     ):
-                        await self.poll(self.config.address)
+                        # Timed from the poll's start: the poll's own exchanges (and any
+                        # log read) must not stretch the interval.
                         last_poll = self.clock.monotonic()
+                        await self.poll(self.config.address)
                         next_poll = last_poll + self.config.poll_interval_s
                     if self.identity is not None and not self.fresh and self.commands_waiting:
                         await self.execute_commands(self.config.address)
