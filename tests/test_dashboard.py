@@ -1,6 +1,7 @@
 """The dashboard's pages and controls, as each role meets them."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
@@ -10,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from chargers import charts
 from chargers.models import Command, Reading, Session, Station, Tag
 from tests.people import PASSWORD, person
 
@@ -324,3 +326,25 @@ def test_roles_answer_for_anonymous_users() -> None:
 
     nobody = AnonymousUser()
     assert not roles.can_view(nobody) and not roles.can_control(nobody)
+
+
+def test_energy_per_day_is_the_meters_rise_over_each_local_day(settings: Settings) -> None:
+    settings.TIME_ZONE = "Europe/Vienna"
+    station = p30c()
+    zone = ZoneInfo("Europe/Vienna")
+    meter = [
+        (datetime(2025, 3, 3, 10, 0, tzinfo=zone), 100.0),
+        (datetime(2025, 3, 3, 20, 0, tzinfo=zone), 110.0),
+        (datetime(2025, 3, 4, 0, 30, tzinfo=zone), 112.0),  # charged across midnight
+        (datetime(2025, 3, 4, 11, 0, tzinfo=zone), 120.0),
+    ]
+    Reading.objects.bulk_create(
+        Reading(station=station, at=at, total_energy_kwh=kwh) for at, kwh in meter
+    )
+    days = charts.energy_per_day(station.pk, now=datetime(2025, 3, 4, 12, 0, tzinfo=zone))
+    assert [(d.day.isoformat(), d.energy_kwh) for d in days[-3:]] == [
+        ("2025-03-02", 0.0),
+        ("2025-03-03", 12.0),
+        ("2025-03-04", 8.0),
+    ]
+    assert len(days) == 30
