@@ -52,10 +52,9 @@ def test_an_admin_adds_a_card_and_downloads_its_sessions(live_server: LiveServer
         page.select_option("select[name=action]", "export_csv_excel")
         with page.expect_download() as download:
             page.click("button[name=index]")
-        path = download.value.path()
+        text = download.value.path().read_bytes().decode("utf-8")  # gone once closed
         browser.close()
     assert "Read '04:a1:b2:c3:d4:e5:f6:07' as 04A1B2C3D4E5F607" in understood
-    text = path.read_bytes().decode("utf-8")
     assert text.startswith("\ufeff")
     (row,) = csv.DictReader(io.StringIO(text[1:]), delimiter=";")
     assert (row["card"], row["card label"], row["energy kWh"]) == (
