@@ -82,7 +82,7 @@ class Enforcer:
         """On the periodic scan: reload the book if it changed; nudge at a boundary."""
         version = await db(rule_book.version)()
         if force or version != self._version:
-            self.book = await db(rule_book.load)()
+            self.book = await db(rule_book.load)(None, self.clock.now())
             self._version = version
             self._usage.clear()
             self._plan_boundary()

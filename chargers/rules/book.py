@@ -101,8 +101,9 @@ def _station_ids(rule: Rule, site_stations: dict[int, list[int]]) -> set[int]:
     return ids
 
 
-def load(station_ids: Iterable[int] | None = None) -> RuleBook:
-    """The rules, overrides and fallbacks in force, for all stations or some."""
+def load(station_ids: Iterable[int] | None = None, moment: datetime | None = None) -> RuleBook:
+    """The rules, overrides and fallbacks in force at `moment` (the gateway's protocol
+    clock; now by default), for all stations or some."""
     book = RuleBook()
     site_stations: dict[int, list[int]] = defaultdict(list)
     for pk, site_id in Station.objects.exclude(site=None).values_list("pk", "site_id"):
@@ -118,7 +119,7 @@ def load(station_ids: Iterable[int] | None = None) -> RuleBook:
             if wanted is None or pk in wanted:
                 book.rules[pk].append(spec)
     overrides = Override.objects.filter(ended_at=None).filter(
-        Q(until=None) | Q(until__gt=timezone.now())
+        Q(until=None) | Q(until__gt=moment or timezone.now())
     )
     if wanted is not None:
         overrides = overrides.filter(station_id__in=wanted)
