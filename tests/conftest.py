@@ -1,8 +1,10 @@
-"""Keeps every test, and every program a test starts, on the run's loopback range."""
+"""Keeps every test, and every program a test starts, on the run's loopback range,
+and says which tests belong to the other layout (scripts/test runs both)."""
 
 import os
 
 import pytest
+from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
 from tests.emulated import BROADCAST, GATEWAY_HOST
@@ -11,6 +13,42 @@ from tests.emulated import BROADCAST, GATEWAY_HOST
 # would broadcast to the LAN, or to another run's stations.
 os.environ["KEBA_BROADCAST"] = BROADCAST
 os.environ["KEBA_BIND"] = GATEWAY_HOST
+
+# Marker name -> the layout its tests mean something in.
+LAYOUT_MARKERS = {"sqlite_only": "sqlite", "scaled_only": "scaled"}
+_left_to_other_layout: list[tuple[str, str, str]] = []
+
+
+def layout() -> str:
+    """The layout of this run: "sqlite" (embedded) or "scaled" (PostgreSQL and Redis)."""
+    engine = django_settings.DATABASES["default"]["ENGINE"]
+    return "sqlite" if engine.endswith("sqlite3") else "scaled"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    this_layout = layout()
+    for item in items:
+        for name, wanted in LAYOUT_MARKERS.items():
+            marker = item.get_closest_marker(name)
+            if marker is None:
+                continue
+            reason = marker.kwargs.get("reason", "")
+            if not reason:
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs reason=...")
+            if wanted != this_layout:
+                item.add_marker(pytest.mark.skip(reason=f"{name}: {reason}"))
+                _left_to_other_layout.append((item.nodeid, name, reason))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Listed by name, so that what one half leaves out is never skipped silently.
+    if not _left_to_other_layout:
+        return
+    terminalreporter.section(
+        f"{len(_left_to_other_layout)} tests left to the other layout (this run: {layout()})"
+    )
+    for nodeid, name, reason in _left_to_other_layout:
+        terminalreporter.line(f"{nodeid}  [{name}: {reason}]")
 
 
 @pytest.fixture(autouse=True)

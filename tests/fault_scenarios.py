@@ -1,8 +1,9 @@
 """Fault injection: the records the gateway keeps, compared with what stations really did.
 
 Each scenario runs emulated stations in this process (a sped-up `Clock`) and the
-real gateway as a child process over a file SQLite database, so that it can be
-killed with SIGKILL. It plays one fault, waits for the records to settle and
+real gateway as a child process, so that it can be killed with SIGKILL, over a
+database of its own: a SQLite file, or in the scaled half of the suite a
+PostgreSQL database (tests/databases.py). It plays one fault, waits for the records to settle and
 compares every session and command row with the stations' own ledgers
 (`EmulatedStation.history`, `.executed`). Used by tests/test_faults.py and
 bench/faults.py; `python -m tests.fault_scenarios gateway ...` is the child.
@@ -13,10 +14,8 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
-import sqlite3
 import sys
 import tempfile
 import urllib.parse
@@ -31,6 +30,7 @@ from typing import Any
 
 from chargers.kecontact.emulator import Car, EmulatedStation, Faults, Fleet, SessionRecord
 from chargers.kecontact.timing import Clock
+from tests.databases import ChildDatabase, migrated_database
 from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
@@ -107,9 +107,10 @@ class Downtime:
 class Run:
     """One scenario's world: a data directory, a fleet and the gateway processes."""
 
-    def __init__(self, name: str, data_dir: Path, speed: float = SPEED) -> None:
+    def __init__(self, name: str, database: ChildDatabase, speed: float = SPEED) -> None:
         self.name = name
-        self.data_dir = data_dir
+        self.database = database
+        self.data_dir = database.data_dir
         self.clock = Clock(speed)
         self.fleet = Fleet(self.clock, broadcast=BROADCAST)
         self.gateways: dict[str, asyncio.subprocess.Process] = {}
@@ -117,29 +118,18 @@ class Run:
         self.result = Result(name)
         self._started = 0
 
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "kebaweb.sqlite3"
-
     def env(self) -> dict[str, str]:
-        env = os.environ | {
-            "KEBAWEB_DATA_DIR": str(self.data_dir),
+        return self.database.env() | {
             "KEBAWEB_TEST_NET": str(NETWORK),
             "KEBAWEB_DEBUG": "0",
             "PYTHONUNBUFFERED": "1",
         }
-        for name in ("DATABASE_URL", "REDIS_URL"):
-            env.pop(name, None)
-        return env
 
-    def rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
-        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=20) as db:
-            cursor = db.execute(sql, params)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return self.database.rows(sql)
 
-    def check(self, sql: str, *params: object) -> Callable[[], bool]:
-        return lambda: bool(self.rows(sql, *params))
+    def check(self, sql: str) -> Callable[[], bool]:
+        return lambda: bool(self.rows(sql))
 
     def finished(self, count: int) -> Callable[[], bool]:
         """A condition: `count` command rows have left "pending" and "sent"."""
@@ -446,36 +436,16 @@ def _overlaps(serial: str, rows: list[dict[str, Any]]) -> list[str]:
 # Setting up
 
 
-_template: Path | None = None
-
-
-def _migrated_template() -> Path:
-    """A migrated database, made once per process and copied for each scenario."""
-    global _template
-    if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="kebaweb-faults-template-"))
-        env = Run("template", folder).env()
-        import subprocess
-
-        subprocess.run(
-            [sys.executable, str(MANAGE), "migrate", "-v", "0"], env=env, check=True, timeout=120
-        )
-        _template = folder
-    return _template
-
-
 @asynccontextmanager
 async def scenario(name: str, speed: float = SPEED) -> AsyncIterator[Run]:
     with tempfile.TemporaryDirectory(prefix="kebaweb-faults-") as folder:
-        data_dir = Path(folder)
-        template = await asyncio.to_thread(_migrated_template)
-        for file in template.glob("kebaweb.sqlite3*"):
-            shutil.copy(file, data_dir / file.name)
-        run = Run(name, data_dir, speed)
+        made = migrated_database(Path(folder))
+        run = Run(name, await asyncio.to_thread(made.__enter__), speed)
         try:
             yield run
         finally:
             await run.close()
+            await asyncio.to_thread(made.__exit__, None, None, None)
 
 
 def station_row(host: str, name: str = "", site: str = "") -> dict[str, Any]:

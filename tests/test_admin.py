@@ -11,20 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from chargers import live
 from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from chargers.models import Command, Event, Reading, Session, Site, Station, Tag
-from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address, wait_for
+from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response
@@ -36,11 +34,6 @@ ADD_URL = "/admin/chargers/station/add/"
 CHANGELIST_URL = "/admin/chargers/station/"
 DISCOVER_URL = "/admin/chargers/station/discover/"
 SMALL_RANGE = f"{NETWORK.network_address}/29"
-
-
-def gateway_channels() -> set[str]:
-    layer: Any = get_channel_layer()
-    return set(layer.groups.get(live.GATEWAY_GROUP, {}))
 
 
 @asynccontextmanager
@@ -62,12 +55,11 @@ async def fleet_and_gateway(
 @asynccontextmanager
 async def running(client: KebaClient) -> AsyncIterator[Gateway]:
     gateway = Gateway(client, settings=FAST, broadcast=BROADCAST)
-    before = gateway_channels()
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:
         # The admin's questions reach the gateway once it listens on the channel layer.
-        await wait_for(lambda: bool(gateway_channels() - before))
+        await asyncio.wait_for(gateway.listening.wait(), 10)
         yield gateway
     finally:
         stop.set()
@@ -303,7 +295,8 @@ def test_it_links_to_discovery_from_the_station_list() -> None:
 
 def test_it_normalises_a_tag_typed_with_spaces() -> None:
     response = admin_client().post(
-        "/admin/chargers/tag/add/", {"tag": "04 a1 b2 c3 d4 e5 f6 07", "label": "Anna's card", "active": "on"}
+        "/admin/chargers/tag/add/",
+        {"tag": "04 a1 b2 c3 d4 e5 f6 07", "label": "Anna's card", "active": "on"},
     )
     assert response.status_code == 302
     assert Tag.objects.get().tag == "04A1B2C3D4E5F607"

@@ -1,17 +1,17 @@
-"""The scaled layout: the gateway as its own process, the web side in another,
-talking through a real Redis server (channel layer) and sharing one database."""
+"""A gateway as its own process, the web side in another, talking through a real
+Redis server (channel layer, started here) and sharing one database: a SQLite
+file, or in the scaled half of the suite a PostgreSQL database."""
 
 import asyncio
-import os
 import signal
 import socket
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chargers.kecontact.emulator import Fleet
+from tests.databases import migrated_database
 from tests.emulated import BROADCAST, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
@@ -63,12 +63,6 @@ async def manage(*args: str, env: dict[str, str]) -> str:
     return output.decode()
 
 
-def query(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
-    uri = f"file:{data_dir / 'kebaweb.sqlite3'}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=10) as db:
-        return db.execute(sql).fetchall()
-
-
 async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not await asyncio.to_thread(condition):
@@ -76,33 +70,36 @@ async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 async def test_the_web_side_reaches_a_separate_gateway_through_redis(tmp_path: Path) -> None:
-    port = free_port()
-    redis_command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    redis_command += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    env = os.environ | {
-        "KEBAWEB_DATA_DIR": str(tmp_path),
-        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-        "PYTHONUNBUFFERED": "1",
-        "KEBA_BROADCAST": BROADCAST,
-    }
-    async with (
-        process(*redis_command, env=env, ready=b"Ready to accept connections"),
-        Fleet(broadcast=BROADCAST) as fleet,
-    ):
-        emulated = await fleet.add(STATION, "p30c", serial="31000001")
-        await manage("migrate", env=env)
-        gateway_command = [sys.executable, str(MANAGE), "gateway", "--bind", GATEWAY]
-        async with process(*gateway_command, env=env, ready=b"gateway listening") as gateway:
-            # Identify through the gateway, store the station, queue a command.
-            said = await manage("shell", "-c", WEB_SIDE, env=env)
-            await until(lambda: emulated.user_current_ma == 10000)
-            await until(
-                lambda: query(tmp_path, "SELECT status FROM chargers_command")[0] == ("verified",)
-            )
-            gateway.send_signal(signal.SIGTERM)
-            stopped = await asyncio.wait_for(gateway.wait(), 15)
-    assert "registered 31000001" in said
-    assert query(tmp_path, "SELECT serial, model_label FROM chargers_station") == [
-        ("31000001", "P30 c-series")
-    ]
-    assert stopped == 0
+    with migrated_database(tmp_path, migrated=False) as database:
+        port = free_port()
+        redis_command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        redis_command += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        env = database.env() | {
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "PYTHONUNBUFFERED": "1",
+            "KEBA_BROADCAST": BROADCAST,
+        }
+        async with (
+            process(*redis_command, env=env, ready=b"Ready to accept connections"),
+            Fleet(broadcast=BROADCAST) as fleet,
+        ):
+            emulated = await fleet.add(STATION, "p30c", serial="31000001")
+            await manage("migrate", env=env)
+            gateway_command = [sys.executable, str(MANAGE), "gateway", "--bind", GATEWAY]
+            async with process(*gateway_command, env=env, ready=b"gateway listening") as gateway:
+                # Identify through the gateway, store the station, queue a command.
+                said = await manage("shell", "-c", WEB_SIDE, env=env)
+                await until(lambda: emulated.user_current_ma == 10000)
+                await until(
+                    lambda: (
+                        database.rows("SELECT status FROM chargers_command")
+                        == [{"status": "verified"}]
+                    )
+                )
+                gateway.send_signal(signal.SIGTERM)
+                stopped = await asyncio.wait_for(gateway.wait(), 15)
+        assert "registered 31000001" in said
+        assert database.rows("SELECT serial, model_label FROM chargers_station") == [
+            {"serial": "31000001", "model_label": "P30 c-series"}
+        ]
+        assert stopped == 0

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 from playwright.async_api import async_playwright
 from pytest_django.fixtures import Settings
 
@@ -22,6 +23,11 @@ from chargers.demo import DEMO_SERIALS, DEMO_USERNAME
 from chargers.kecontact.emulator import Fleet
 from chargers.runtime import BackOff, ClusterSupervisor, DemoOptions, RestartPolicy, Runtime
 from tests.emulated import BROADCAST, GATEWAY_HOST, station_address
+
+pytestmark = pytest.mark.sqlite_only(
+    reason="`serve` is the embedded layout: one process over the SQLite file in its data dir; "
+    "tests/test_scaled_layout.py starts the scaled layout's processes"
+)
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 # Addresses no other test of this run uses, so a server left over cannot disturb them.
