@@ -1,9 +1,11 @@
-"""Load of the real gateway: CPU time, database growth and command latency.
+"""Load of the real gateway: poll interval, CPU time, database growth and command latency.
 
 The gateway runs in this process and polls emulated P30 c-series stations, each
 charging a car, every 5 s into a fresh SQLite database in a temporary folder.
 The stations run at real speed in a separate process on 127.1.0.2 and up, so
-their CPU time is not counted as the gateway's.
+their CPU time is not counted as the gateway's. The fleet notes when each
+`report 2` arrives (the kernel's timestamp), which gives the poll interval the
+stations really see.
 
     .venv/bin/python bench/gateway_load.py [--stations 200] [--minutes 2] [--commands 20]
 """
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import multiprocessing
 import os
 import random
@@ -51,16 +54,30 @@ def station_hosts(count: int) -> list[str]:
 
 
 def serve_fleet(hosts: list[str], ready: ProcessEvent, stop: ProcessEvent, out: Connection) -> None:
+    arrivals: dict[str, list[float]] = {host: [] for host in hosts}
+
+    def noting_polls(station: Any, host: str) -> None:
+        handle = station.handle
+
+        def handle_noting(data: bytes, addr: tuple[str, int], arrived_real: float) -> None:
+            if data.strip() == b"report 2":
+                arrivals[host].append(arrived_real)
+            handle(data, addr, arrived_real)
+
+        station.handle = handle_noting
+
     async def serve() -> None:
         # No broadcast listener: discovery by anyone else must not break these stations' pacing.
         async with Fleet() as fleet:  # Clock speed 1: the protocol's real timing
             for host in hosts:
                 station = await fleet.add(host, "p30c")
+                noting_polls(station, host)
                 station.plug_in(Car())
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.2)
             out.send(sum(s.pacing_violations for s in fleet.stations.values()))
+            out.send(arrivals)
 
     asyncio.run(serve())
 
@@ -81,15 +98,17 @@ class FleetProcess:
             self.stop()
             raise SystemExit("the emulated fleet did not start")
 
-    def stop(self) -> int | None:
-        """Stop the fleet; returns how many requests broke KEBA's pacing, if it said."""
+    def stop(self) -> tuple[int | None, dict[str, list[float]]]:
+        """Stop the fleet; returns how many requests broke KEBA's pacing, if it said,
+        and when each station received report 2 (wall-clock seconds)."""
         self.stop_event.set()
         violations = self.results.recv() if self.results.poll(15) else None
+        arrivals = self.results.recv() if self.results.poll(15) else {}
         self.process.join(10)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
-        return violations
+        return violations, arrivals
 
 
 # Database steps (synchronous; run through `db`, on the gateway's own DB thread)
@@ -230,6 +249,8 @@ async def command_latencies(station_ids: list[int], count: int, rng: random.Rand
 
 @dataclass
 class Window:
+    started_wall: float  # time.time(), to compare with the fleet's arrival stamps
+    ended_wall: float
     seconds: float
     cpu_s_per_minute: float
     cpu_s_by_minute: list[float]
@@ -244,6 +265,7 @@ async def measure_window(gateway: Gateway, database: Path, minutes: float) -> Wi
     stats = gateway.client.stats
     before = await db(snapshot)(database)
     sent, retries, timeouts = stats.sent, stats.retries, stats.timeouts
+    started_wall = time.time()
     started, cpu = time.perf_counter(), time.process_time()
     by_minute = []
     left_s = minutes * 60
@@ -257,6 +279,8 @@ async def measure_window(gateway: Gateway, database: Path, minutes: float) -> Wi
     cpu_s, seconds = time.process_time() - cpu, time.perf_counter() - started
     after = await db(snapshot)(database)
     return Window(
+        started_wall=started_wall,
+        ended_wall=time.time(),
         seconds=seconds,
         cpu_s_per_minute=cpu_s / seconds * 60,
         cpu_s_by_minute=by_minute,
@@ -276,6 +300,29 @@ class Results:
     all_stations: Latencies
     heartbeat_s: float
     pacing_violations: int | None = None
+    intervals: list[float] = field(default_factory=list)  # between report 2s, in the window
+
+
+def poll_intervals(arrivals: dict[str, list[float]], window: Window) -> list[float]:
+    """Seconds between consecutive report 2s of each station inside the window."""
+    gaps = []
+    for times in arrivals.values():
+        inside = [t for t in times if window.started_wall <= t <= window.ended_wall]
+        gaps += [later - earlier for earlier, later in itertools.pairwise(inside)]
+    return gaps
+
+
+def interval_text(gaps: list[float]) -> str:
+    if not gaps:
+        return "unknown (no report 2 seen in the window)"
+    mean = statistics.fmean(gaps)
+    p95 = statistics.quantiles(gaps, n=20, method="inclusive")[18] if len(gaps) > 1 else gaps[0]
+    drift = mean / POLL_INTERVAL_S - 1
+    return (
+        f"mean {mean:.3f} s ({drift:+.1%} against {POLL_INTERVAL_S} s), median"
+        f" {statistics.median(gaps):.3f} s, p95 {p95:.3f} s, max {max(gaps):.3f} s"
+        f" ({len(gaps)} intervals)"
+    )
 
 
 async def run_benchmark(hosts: list[str], database: Path, minutes: float, commands: int) -> Results:
@@ -346,6 +393,11 @@ def print_report(results: Results, command: str) -> None:
             f"{cpu:.2f} s ({cpu / 60:.1%} of one core);"
             f" minute by minute: {' '.join(f'{m:.2f}' for m in window.cpu_s_by_minute)}",
         ),
+        ("real poll interval (report 2 at the station)", interval_text(results.intervals)),
+        (
+            "gateway CPU per station per minute",
+            f"{cpu / n * 1000:.2f} ms ({cpu / n / (60 / POLL_INTERVAL_S) * 1e6:.0f} us per poll)",
+        ),
         (
             "requests sent per minute",
             f"{sent_per_minute:.0f} ({window.retries} retries, {window.timeouts} timeouts)",
@@ -385,8 +437,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the CPU window")
     parser.add_argument("--commands", type=int, default=20, help="commands per latency case")
     args = parser.parse_args()
-    if not 1 <= args.stations <= 1000:
-        parser.error("--stations: choose 1 to 1000")
+    if not 1 <= args.stations <= 2000:
+        parser.error("--stations: choose 1 to 2000")
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     hosts = station_hosts(args.stations)
     fleet = FleetProcess(hosts)
@@ -396,8 +448,9 @@ def main() -> None:
             database = set_up_django(Path(data_dir))
             results = asyncio.run(run_benchmark(hosts, database, args.minutes, args.commands))
     finally:
-        violations = fleet.stop()
+        violations, arrivals = fleet.stop()
     results.pacing_violations = violations
+    results.intervals = poll_intervals(arrivals, results.window)
     print_report(results, command)
 
 

@@ -174,8 +174,10 @@ KEBA_BROADCAST = (
     env_ipv4("KEBA_BROADCAST", "255.255.255.255") if os.environ.get("KEBA_BROADCAST") else None
 )
 
+# Not "daphne": its app only swaps in its runserver, and importing it loads
+# Twisted and cryptography (17 MiB) into every process, the task cluster's
+# included. `serve` and the daphne command import it themselves.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -291,7 +293,9 @@ else:
 
 Q_CLUSTER: dict[str, Any] = {
     "name": "kebaweb",
-    "workers": env_int("KEBAWEB_Q_WORKERS", 2, minimum=1),
+    # One: the tasks are a daily retention run and the rules' boundaries, and
+    # every worker is another Django process (bench/serve_memory.py).
+    "workers": env_int("KEBAWEB_Q_WORKERS", 1, minimum=1),
     "timeout": 60,
     "retry": 120,  # must exceed timeout
     "catch_up": False,  # rules re-assert state; replaying missed runs adds nothing

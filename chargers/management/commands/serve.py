@@ -12,8 +12,8 @@ import signal
 import sys
 from typing import Any
 
-# Imported by the daphne app already; it installs Twisted's asyncio reactor on
-# `twisted_loop`, which must happen before anything imports the reactor.
+# First: it installs Twisted's asyncio reactor on `twisted_loop`, which must
+# happen before anything imports the reactor (daphne is not an installed app).
 import daphne.server
 from channels.routing import get_default_application
 from daphne.endpoints import build_endpoint_description_strings
