@@ -200,6 +200,23 @@ def command_outcome(command_id: int) -> tuple[str, float | None]:
     return row.status, (row.finished_at - row.created_at).total_seconds()
 
 
+class QueryCounter:
+    """Counts the statements the gateway's database thread runs (a connection wrapper)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def count_queries(counter: QueryCounter) -> None:
+    from django.db import connection
+
+    connection.execute_wrappers.append(counter)
+
+
 def close_connections() -> None:
     from django.db import connections
 
@@ -259,11 +276,14 @@ class Window:
     datagrams_sent: int
     retries: int
     timeouts: int
+    queries: int
 
 
 async def measure_window(gateway: Gateway, database: Path, minutes: float) -> Window:
     stats = gateway.client.stats
     before = await db(snapshot)(database)
+    counter = QueryCounter()
+    await db(count_queries)(counter)  # the thread every `db` call of the gateway runs on
     sent, retries, timeouts = stats.sent, stats.retries, stats.timeouts
     started_wall = time.time()
     started, cpu = time.perf_counter(), time.process_time()
@@ -277,6 +297,7 @@ async def measure_window(gateway: Gateway, database: Path, minutes: float) -> Wi
         by_minute.append((time.process_time() - chunk_cpu) / elapsed * 60)
         left_s -= chunk_s
     cpu_s, seconds = time.process_time() - cpu, time.perf_counter() - started
+    queries = counter.count  # before the snapshot's own
     after = await db(snapshot)(database)
     return Window(
         started_wall=started_wall,
@@ -289,6 +310,7 @@ async def measure_window(gateway: Gateway, database: Path, minutes: float) -> Wi
         datagrams_sent=stats.sent - sent,
         retries=stats.retries - retries,
         timeouts=stats.timeouts - timeouts,
+        queries=queries,
     )
 
 
@@ -397,6 +419,11 @@ def print_report(results: Results, command: str) -> None:
         (
             "gateway CPU per station per minute",
             f"{cpu / n * 1000:.2f} ms ({cpu / n / (60 / POLL_INTERVAL_S) * 1e6:.0f} us per poll)",
+        ),
+        (
+            "database statements per minute",
+            f"{window.queries / window.seconds * 60:.0f}"
+            f" ({window.queries / window.seconds * 60 / n:.2f} per station)",
         ),
         (
             "requests sent per minute",
