@@ -2,9 +2,12 @@
 and says which tests belong to the other layout (scripts/test runs both)."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings as django_settings
+from django.db import connections
 from pytest_django.fixtures import Settings
 
 from tests.emulated import BROADCAST, GATEWAY_HOST
@@ -49,6 +52,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
     for nodeid, name, reason in _left_to_other_layout:
         terminalreporter.line(f"{nodeid}  [{name}: {reason}]")
+
+
+@pytest.fixture(autouse=True)
+def _hang_up_the_sync_thread() -> Iterator[None]:
+    """Close the connection that sync_to_async's thread opened for a test.
+
+    pytest-django closes only the main thread's. On PostgreSQL one left open
+    keeps the test database in use, and dropping it at the end fails."""
+    yield
+    if layout() == "scaled":
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chargers.kecontact.emulator import Fleet
+from tests import fault_scenarios as scenarios
 from tests.databases import ChildDatabase, migrated_database
 from tests.emulated import BROADCAST, station_address
 
@@ -292,3 +293,31 @@ async def frames_until(
         while not enough(frames):
             frames.append(json.loads(await live.recv()))
     return frames
+
+
+@pytest.mark.scaled_only(
+    reason="a database server that drops connections: SQLite has no server and no connection "
+    "to lose"
+)
+async def test_the_gateway_keeps_recording_after_the_database_server_dropped_its_connection() -> (
+    None
+):
+    async with scenarios.scenario("the database server drops the gateway's connection") as run:
+        station = await run.fleet.add(station_address(222), "p30c", serial="32000002")
+        await run.start_gateway(setup={"stations": [scenarios.station_row(station.host)]})
+        assert await run.until(
+            "the station online", run.check("SELECT 1 FROM chargers_station WHERE is_online")
+        )
+        # What a restart or failover of the server, or an idle timeout, does to a connection.
+        (dropped,) = run.rows(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert dropped["n"] >= 1
+        station.plug_in(scenarios.charging_car())
+        await run.until("the session stored", run.check("SELECT 1 FROM chargers_session"))
+        await run.until(
+            "the station shown charging",
+            run.check("SELECT 1 FROM chargers_station WHERE state = 3"),
+        )
+        assert run.result.ok, run.result.report()

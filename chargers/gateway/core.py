@@ -17,7 +17,7 @@ from datetime import timedelta
 from ipaddress import IPv4Network
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from chargers import live, recorder
 from chargers.kecontact.client import FoundStation, KebaClient, Stranger
@@ -86,7 +86,12 @@ class Gateway:
         flusher = asyncio.create_task(self.flush_forever())
         try:
             while not stop.is_set():
-                await self.sync_stations()
+                try:
+                    await self.sync_stations()
+                except DatabaseError:
+                    # The database is unreachable for now: keep the stations
+                    # polled as they are and look again at the next scan.
+                    log.exception("could not read which stations to poll; will try again")
                 self._resync.clear()
                 stopping = asyncio.create_task(stop.wait())
                 resync = asyncio.create_task(self._resync.wait())
@@ -103,6 +108,8 @@ class Gateway:
             await self.flush()  # what was observed before the stop is kept
             with contextlib.suppress(DatabaseError):
                 await db(stations.release_stations)(self.gateway_id)
+            # A stopped gateway keeps no PostgreSQL connection (a server process) open.
+            await db(connections.close_all)()
 
     async def _stop_workers(self, *others: asyncio.Task[None]) -> None:
         # Let each station finish the exchange in flight, then store it all.
