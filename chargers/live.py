@@ -60,6 +60,13 @@ async def wake_gateway(station_id: int) -> None:
         await layer.group_send(GATEWAY_GROUP, {"type": "gateway.wake", "station": station_id})
 
 
+async def wake_gateway_rules() -> None:
+    """Tell the gateway rules changed or a boundary came; its periodic scan is the fallback."""
+    layer = _layer()
+    if layer is not None:
+        await layer.group_send(GATEWAY_GROUP, {"type": "gateway.rules"})
+
+
 async def ask_gateway(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Send a request to the gateway and wait for its reply."""
     layer = _layer()

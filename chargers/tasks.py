@@ -5,8 +5,13 @@ run did. Tasks take ids, never model instances.
 """
 
 from chargers import retention
+from chargers.rules import schedules
 
 
 def thin_readings_task() -> str:
     deleted = retention.thin_readings()
     return f"Thinned old readings: deleted {deleted}."
+
+
+def rule_boundary_task(rule_id: int) -> str:
+    return schedules.at_boundary(rule_id)
