@@ -8,7 +8,7 @@ import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, time, tzinfo
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet, Sum
@@ -26,11 +26,17 @@ from .desired import (
     day_start,
     week_start,
 )
+from .desired import local_instant as _local_instant
 from .reconcile import FallbackSpec
 
 
 def zone() -> tzinfo:
     return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def local_instant(day: date, at: time) -> datetime:
+    """A local wall time of the household as an instant (see desired.local_instant)."""
+    return _local_instant(day, at, zone())
 
 
 def rule_spec(rule: Rule) -> RuleSpec:
