@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import shlex
 import statistics
@@ -454,7 +456,7 @@ def measure_all(stations: int, repeat: int, station_id: int) -> list[tuple[Page,
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    client = Client()
+    client = Client(raise_request_exception=False)  # a failing page is a 500 in the table
     client.force_login(get_user_model().objects.get(username="bench"))
     samples = sample_ids()
     results = []
@@ -480,7 +482,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--readings", type=int, default=int(YEAR_S / HEARTBEAT_S) * 200)
     parser.add_argument("--repeat", type=int, default=10, help="timed requests per page")
-    parser.add_argument("--keep", type=Path, help="build the database in DIR and keep it")
+    parser.add_argument(
+        "--keep", type=Path, help="build the database in DIR and keep it; reuse it if built"
+    )
     args = parser.parse_args()
     print(f"$ {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="kebaweb-pages-") as scratch:
@@ -488,7 +492,13 @@ def main() -> None:
         set_up_django(data_dir)
         print(f"building {args.stations} stations, {args.sessions:,} sessions,", end=" ")
         print(f"{args.readings:,} readings")
-        built = build(args)
+        marker = data_dir / "bench-pages.json"
+        if args.keep and marker.exists():
+            built = Built(**json.loads(marker.read_text()))
+            print(f"reusing the database in {data_dir} (built in {built.seconds:.0f} s)")
+        else:
+            built = build(args)
+            marker.write_text(json.dumps(dataclasses.asdict(built)))
         print(
             f"built in {built.seconds:.0f} s: {built.stations} stations,"
             f" {built.sessions:,} sessions, {built.readings:,} readings,"
@@ -497,6 +507,7 @@ def main() -> None:
         header()
         measure_all(built.stations, args.repeat, built.first_station)
         if args.more_stations > built.stations:
+            marker.unlink(missing_ok=True)  # no longer the database that was built
             grow_to(built, args.more_stations)
             print(f"now {built.stations} stations (the new ones have 3 sessions each, no readings)")
             header()
