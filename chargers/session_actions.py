@@ -41,7 +41,9 @@ def recalculate_costs(
 ) -> None:
     priced, reasons = 0, set()
     with transaction.atomic():
-        for session in queryset.select_for_update().exclude(ended_at=None):
+        # Only the sessions' rows: the admin's list joins the station, card and
+        # owner, and PostgreSQL cannot lock the nullable side of those outer joins.
+        for session in queryset.select_for_update(of=("self",)).exclude(ended_at=None):
             reason = session.price()
             session.save(update_fields=["cost", "currency"])
             if reason:
