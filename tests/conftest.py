@@ -50,8 +50,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section(
         f"{len(_left_to_other_layout)} tests left to the other layout (this run: {layout()})"
     )
+    by_reason: dict[tuple[str, str], list[str]] = {}
     for nodeid, name, reason in _left_to_other_layout:
-        terminalreporter.line(f"{nodeid}  [{name}: {reason}]")
+        by_reason.setdefault((name, reason), []).append(nodeid)
+    for (name, reason), nodeids in by_reason.items():
+        terminalreporter.line(f"{name}: {reason}:")
+        for nodeid in nodeids:
+            terminalreporter.line(f"    {nodeid}")
 
 
 @pytest.fixture(autouse=True)
