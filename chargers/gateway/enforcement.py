@@ -2,14 +2,16 @@
 
 The rule book is loaded once and kept until it changes (checked on the periodic
 scan, or at once on a "gateway.rules" wake-up), so a poll costs no query unless
-a command must be written or a daily or weekly cap needs the energy used. The
-scan also notices rule boundaries itself: with the task cluster down, a window
-still opens within one scan and one poll.
+a command must be written or a daily or weekly cap needs the energy used. A
+timer set for the next boundary nudges the stations it concerns, so with the
+task cluster down a window still opens within KEBA's 5 s report interval.
 """
 
+import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -34,6 +36,7 @@ COMMAND_LIFETIME = timedelta(minutes=2)  # a rule's command is re-planned from a
 RECENT_WINDOW = timedelta(hours=1)
 USAGE_TTL_S = 60.0  # station seconds between two reads of the energy used this day/week
 REQUESTED_BY = "rules"
+BOUNDARY_MARGIN_S = 0.01  # real seconds: a timer never fires before the boundary it waits for
 
 
 def recent_commands(station_id: int, speed: float) -> list[Recent]:
@@ -48,7 +51,14 @@ def recent_commands(station_id: int, speed: float) -> list[Recent]:
     ]
 
 
-def write_commands(station_id: int, actions: list[Action]) -> None:
+def write_commands(
+    station_id: int,
+    speed: float,
+    wanted: Callable[[Sequence[Recent]], list[Action]],
+) -> list[Action]:
+    """Plan against the station's recent rows and write the commands, in one step on the
+    database thread, so two reconciliations of one station never both write a command."""
+    actions = wanted(recent_commands(station_id, speed))
     now = timezone.now()
     Command.objects.bulk_create(
         Command(
@@ -61,6 +71,7 @@ def write_commands(station_id: int, actions: list[Action]) -> None:
         )
         for n, action in enumerate(actions)
     )
+    return actions
 
 
 class Enforcer:
@@ -71,6 +82,7 @@ class Enforcer:
         self.zone = rule_book.zone()
         self._version: tuple[object, ...] | None = None
         self._next_boundary: datetime | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._fed_at: dict[int, float] = {}  # station clock of the last command feeding failsafe
         self._usage: dict[int, tuple[float, tuple[object, ...], Usage]] = {}
         self.cpu_s = 0.0  # spent deciding (not waiting for the database), for bench/rules.py
@@ -92,16 +104,40 @@ class Enforcer:
             self._nudge()
 
     def _plan_boundary(self) -> None:
+        """Set a timer for the next boundary, so a window opens on time without any help."""
         now = self.clock.now()
         overrides = [o for found in self.book.overrides.values() for o in found]
         ahead = boundaries(now, now + timedelta(days=8), self.book.all_rules, overrides, self.zone)
         self._next_boundary = ahead[0] if ahead else None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._next_boundary is not None:
+            delay_s = self.clock.to_real((self._next_boundary - now).total_seconds())
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(delay_s + BOUNDARY_MARGIN_S, self._at_boundary)
+
+    def _at_boundary(self) -> None:
+        self._timer = None
+        self._plan_boundary()
+        self._nudge()
 
     def _nudge(self) -> None:
-        # A poll follows within KEBA's 5 s, and with it the reconciliation.
-        for worker in self.gateway.workers.values():
-            if self.book.concerns(worker.pk):
-                worker.nudge.set()
+        """Reconcile every station the rules concern now, against its last report 2.
+
+        That report is at most one poll old; waiting for the next poll would cost up
+        to KEBA's 5 s. What the command changes is verified by the next report 2."""
+        for worker in list(self.gateway.workers.values()):
+            if self.book.concerns(worker.pk) and worker.last is not None and not worker.fresh:
+                self.gateway._in_background(self._reconcile_now(worker))
+
+    async def _reconcile_now(self, worker: "StationWorker") -> None:
+        last = worker.last
+        if last is None:
+            return
+        await self.after_poll(worker, last)
+        if worker.commands_waiting:
+            worker.nudge.set()
 
     # After each poll
 
@@ -129,11 +165,13 @@ class Enforcer:
         self.cpu_s += time.process_time() - started
         if not wanted:
             return
-        recent = await db(recent_commands)(pk, self.clock.speed)
-        actions = plan(*args, recent, fallback, since_fed)
+
+        def against(recent: Sequence[Recent]) -> list[Action]:
+            return plan(*args, recent, fallback, since_fed)
+
+        actions = await db(write_commands)(pk, self.clock.speed, against)
         if not actions:
             return
-        await db(write_commands)(pk, actions)
         self.commands_written += len(actions)
         if any(a.wire.split(" ", 1)[0] in FEEDS_FAILSAFE for a in actions):
             self._fed_at[pk] = self.clock.monotonic()
