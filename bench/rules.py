@@ -141,8 +141,8 @@ async def run(count_stations: int, minutes: float) -> None:
             delays = [(at - opens_at).total_seconds() for at in times]
             early = await db(count)(LIMIT_WIRE) - len(times)
             print(f"window open to limit verified: {percentiles(delays)}")
-            written = [(at - opens_at).total_seconds() for at in await db(created_at)(LIMIT_WIRE)]
-            print(f"  (to the command row written: {percentiles(written)})")
+            rows_at = [(at - opens_at).total_seconds() for at in await db(created_at)(LIMIT_WIRE)]
+            print(f"  (to the command row written: {percentiles(rows_at)})")
             print(f"  verified {verified} of {count_stations}; not (yet) verified rows: {early}")
 
             await asyncio.sleep(10)  # the corrections are done; from now on polls find no gap
