@@ -22,6 +22,7 @@ from chargers.admin_lists import GrowingList
 from chargers.kecontact.codec import PlugState
 from chargers.kecontact.errors import InvalidValue
 from chargers.models import Command, Event, Reading, Session, Site, Station
+from chargers.rules import admin as _rules_admin  # noqa: F401 (registers rules)
 
 RECENT = 20  # rows of commands and events on a station's page
 

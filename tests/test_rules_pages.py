@@ -191,3 +191,17 @@ def test_the_safe_fallback_is_explained_and_checked(member: Client, garage: Stat
     assert Fallback.objects.count() == 1
     page = member.get(f"/rules/station/{garage.pk}/").content.decode()
     assert "for 60 s" in page and "falls back to 6 A by itself" in page
+
+
+def test_staff_see_rules_and_their_schedules_in_the_admin(client: Client, garage: Station) -> None:
+    rule = Rule.objects.create(
+        name="Slow by day", kind="current", starts_at=time(7), ends_at=time(22), current_a=10
+    )
+    rule.stations.add(garage)
+    admin = person("staff", "admin")
+    admin.is_superuser = True
+    admin.save()
+    client.force_login(admin)
+    assert "Slow by day" in client.get("/admin/chargers/rule/").content.decode()
+    schedules = client.get("/admin/django_q/schedule/").content.decode()
+    assert f"Rule boundary: rule #{rule.pk}" in schedules
