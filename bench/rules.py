@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gateway_load import (
+# The fleet process and the database set-up of the gateway load benchmark, beside this file.
+from gateway_load import (
     FleetProcess,
     add_stations,
     close_connections,

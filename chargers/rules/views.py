@@ -3,6 +3,7 @@ overrides and safe fallback. Thin: forms check, models and services act."""
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,6 +24,10 @@ def rule_list(request: HttpRequest) -> HttpResponse:
     return render(request, "chargers/rules/list.html", {"rules": rules, "stations": stations})
 
 
+def _form_context(form: RuleForm, rule: Rule | None) -> dict[str, object]:
+    return {"form": form, "rule": rule, "time_zone": settings.TIME_ZONE}
+
+
 @member_required
 def rule_create(request: HttpRequest) -> HttpResponse:
     form = RuleForm(request.POST or None)
@@ -34,7 +39,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
         rule.save()  # its schedule and the gateway see the stations too
         messages.success(request, f"Rule “{rule.name}” saved.")
         return redirect("rules:list")
-    return render(request, "chargers/rules/form.html", {"form": form, "rule": None})
+    return render(request, "chargers/rules/form.html", _form_context(form, None))
 
 
 @member_required
@@ -45,7 +50,7 @@ def rule_edit(request: HttpRequest, rule_id: int) -> HttpResponse:
         form.save()
         messages.success(request, f"Rule “{rule.name}” saved.")
         return redirect("rules:list")
-    return render(request, "chargers/rules/form.html", {"form": form, "rule": rule})
+    return render(request, "chargers/rules/form.html", _form_context(form, rule))
 
 
 @require_POST
