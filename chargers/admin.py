@@ -18,7 +18,7 @@ from django.urls import URLPattern, path, reverse
 
 import chargers.card_admin  # noqa: F401 (registers RFID cards and tariffs)
 from chargers import services, session_actions
-from chargers.admin_lists import GrowingList
+from chargers.admin_lists import GrowingList, StationFilter
 from chargers.kecontact.codec import PlugState
 from chargers.kecontact.errors import InvalidValue
 from chargers.models import Command, Event, Reading, Session, Site, Station
@@ -344,10 +344,11 @@ class CommandAdmin(admin.ModelAdmin):
         "finished_at",
     )
     # A date range, not date_hierarchy: its drill-down reads every row's date.
-    list_filter = ("status", ("created_at", admin.DateFieldListFilter), "station")
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter), ("station", StationFilter))
     list_select_related = ("station",)
     search_fields = ("wire", "requested_by")
     ordering = ("-created_at", "-id")
+    list_per_page = 50  # rendering is most of such a page's time: 100 rows take 40 ms
 
     def get_form(
         self, request: HttpRequest, obj: Command | None = None, change: bool = False, **kwargs: Any
@@ -403,8 +404,14 @@ class SessionAdmin(admin.ModelAdmin):
         "source",
         "is_complete",
     )
-    list_filter = (("started_at", admin.DateFieldListFilter), "station", "source", IncompleteFilter)
+    list_filter = (
+        ("started_at", admin.DateFieldListFilter),
+        ("station", StationFilter),
+        "source",
+        IncompleteFilter,
+    )
     list_select_related = ("station", "tag", "owner")
+    list_per_page = 50  # rendering is most of such a page's time: 100 rows take 40 ms
     actions = [
         session_actions.export_csv,
         session_actions.export_csv_excel,
@@ -450,7 +457,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(GrowingList, ReadOnlyAdmin):
     list_display = ("at", "station", "kind", "message")
-    list_filter = (("at", admin.DateFieldListFilter), "kind", "station")
+    list_filter = (("at", admin.DateFieldListFilter), "kind", ("station", StationFilter))
     list_select_related = ("station",)
     search_fields = ("message",)
     sortable_by = ("at",)  # the indexed order; any other sorts every row
@@ -468,7 +475,7 @@ class ReadingAdmin(GrowingList, ReadOnlyAdmin):
         "total_energy_kwh",
         "offered_current_a",
     )
-    list_filter = (("at", admin.DateFieldListFilter), "station")
+    list_filter = (("at", admin.DateFieldListFilter), ("station", StationFilter))
     list_select_related = ("station",)
     sortable_by = ("at",)  # the indexed order; any other sorts millions of rows
 
