@@ -147,7 +147,7 @@ def test_an_override_beats_rules_until_it_expires() -> None:
     )
     assert state(moment, [night()], overrides=[pause]).enabled is False
     after = state(at("2025-06-05T06:00"), [night()], overrides=[pause])
-    assert after.enabled is None and after.current_a == FULL_SPEED_A
+    assert after.enabled is True and after.current_a == FULL_SPEED_A  # the pause is over
 
 
 def test_full_speed_until_unplugged_ends_when_the_car_leaves() -> None:
@@ -198,3 +198,15 @@ def test_boundaries_and_timeline_agree_with_the_function_at_every_moment() -> No
         middle = span.start + (span.end - span.start) / 2
         assert state(middle, rules).same_limits(span.state)
     assert len(boundaries(start, start + timedelta(days=1), rules, [], VIENNA)) >= 4
+
+
+def test_a_pause_that_is_over_allows_charging_again_even_without_rules() -> None:
+    moment = at("2025-06-04T23:00")
+    pause = OverrideSpec(
+        1, OverrideKind.PAUSE, created_at=moment - timedelta(hours=1), until=moment
+    )
+    after = state(moment, [], overrides=[pause])
+    assert after.enabled is True and known(after.enabled_cause).text == "the override is over"
+    assert after.current_a is None  # a pause took no current, so it gives none back
+    ended = OverrideSpec(2, OverrideKind.PAUSE, created_at=moment, ended_at=moment)
+    assert state(moment, [], overrides=[ended]).enabled is True

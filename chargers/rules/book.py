@@ -8,7 +8,7 @@ import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet, Sum
@@ -28,6 +28,8 @@ from .desired import (
 )
 from .desired import local_instant as _local_instant
 from .reconcile import FallbackSpec
+
+OVERRIDE_AFTERMATH = timedelta(days=1)
 
 
 def zone() -> tzinfo:
@@ -64,6 +66,7 @@ def override_spec(override: Override) -> OverrideSpec:
         until=override.until,
         session_id=override.session_id,
         by=by,
+        ended_at=override.ended_at,
     )
 
 
@@ -124,8 +127,10 @@ def load(station_ids: Iterable[int] | None = None, moment: datetime | None = Non
         for pk in ids:
             if wanted is None or pk in wanted:
                 book.rules[pk].append(spec)
-    overrides = Override.objects.filter(ended_at=None).filter(
-        Q(until=None) | Q(until__gt=moment or timezone.now())
+    # Overrides over for less than a day are kept: the state they took is handed back.
+    since = (moment or timezone.now()) - OVERRIDE_AFTERMATH
+    overrides = Override.objects.filter(Q(ended_at=None) | Q(ended_at__gt=since)).filter(
+        Q(until=None) | Q(until__gt=since)
     )
     if wanted is not None:
         overrides = overrides.filter(station_id__in=wanted)

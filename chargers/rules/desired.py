@@ -104,9 +104,12 @@ class OverrideSpec:
     until: datetime | None = None  # None: until the car leaves
     session_id: int | None = None  # the session it was made for
     by: str = ""
+    ended_at: datetime | None = None  # ended by a person before its time
 
     def holds(self, moment: datetime, usage: "Usage") -> bool:
         if moment < self.created_at or (self.until is not None and moment >= self.until):
+            return False
+        if self.ended_at is not None and moment >= self.ended_at:
             return False
         if self.session_id is not None:
             return usage.car_connected and usage.session_id == self.session_id
@@ -267,6 +270,13 @@ def desired_state(
         return replace(
             state, enabled=True, enabled_cause=cause, current_a=amps, current_cause=cause
         )
+    # An override that is over hands back what it took: a pause must not outlive it.
+    over = [o for o in overrides if o.created_at <= moment]
+    if over:
+        back = Cause("the override is over")
+        state = replace(state, enabled=True, enabled_cause=back)
+        if any(o.kind is not OverrideKind.PAUSE for o in over):
+            state = replace(state, current_a=FULL_SPEED_A, current_cause=back)
 
     # Charging windows: allowed only inside one of them.
     windows = [r for r in rules if r.kind is Kind.WINDOW]
