@@ -175,7 +175,7 @@ class Gateway:
             if kind == "gateway.wake" and isinstance(request.get("station"), int):
                 self.commands_waiting(request["station"])
             elif kind == "gateway.rules":  # a rule changed or a boundary came (chargers.tasks)
-                self._in_background(self.enforcer.refresh(force=True))
+                self.enforcer.wake()
             elif kind in ("gateway.identify", "gateway.discover") and request.get("reply_to"):
                 self._in_background(self._answer(request))
 

@@ -83,12 +83,30 @@ class Enforcer:
         self._version: tuple[object, ...] | None = None
         self._next_boundary: datetime | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._reload_wanted = self._reloading = False
+        self._reconciling: set[int] = set()  # stations with a reconciliation on its way
         self._fed_at: dict[int, float] = {}  # station clock of the last command feeding failsafe
         self._usage: dict[int, tuple[float, tuple[object, ...], Usage]] = {}
         self.cpu_s = 0.0  # spent deciding (not waiting for the database), for bench/rules.py
         self.commands_written = 0
 
     # Keeping the book
+
+    def wake(self) -> None:
+        """A rule changed or a boundary came: reload soon. A burst of wake-ups (many rules
+        saved at once) costs one reload and one reconciliation per station, not one each."""
+        self._reload_wanted = True
+        if not self._reloading:
+            self._reloading = True
+            self.gateway._in_background(self._reload_while_wanted())
+
+    async def _reload_while_wanted(self) -> None:
+        try:
+            while self._reload_wanted:
+                self._reload_wanted = False
+                await self.refresh(force=True)
+        finally:
+            self._reloading = False
 
     async def refresh(self, force: bool = False) -> None:
         """On the periodic scan: reload the book if it changed; nudge at a boundary."""
@@ -128,16 +146,22 @@ class Enforcer:
         That report is at most one poll old; waiting for the next poll would cost up
         to KEBA's 5 s. What the command changes is verified by the next report 2."""
         for worker in list(self.gateway.workers.values()):
-            if self.book.concerns(worker.pk) and worker.last is not None and not worker.fresh:
+            if worker.pk in self._reconciling or worker.last is None or worker.fresh:
+                continue
+            if self.book.concerns(worker.pk):
+                self._reconciling.add(worker.pk)
                 self.gateway._in_background(self._reconcile_now(worker))
 
     async def _reconcile_now(self, worker: "StationWorker") -> None:
-        last = worker.last
-        if last is None:
-            return
-        await self.after_poll(worker, last)
-        if worker.commands_waiting:
-            worker.nudge.set()
+        try:
+            last = worker.last
+            if last is None:
+                return
+            await self.after_poll(worker, last)
+            if worker.commands_waiting:
+                worker.nudge.set()
+        finally:
+            self._reconciling.discard(worker.pk)
 
     # After each poll
 
