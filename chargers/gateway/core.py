@@ -204,7 +204,7 @@ class Gateway:
         if worker is None:
             return
         if isinstance(message, Started):
-            worker.restarted = True
+            worker.restarted_at = self.clock.now()
         if isinstance(message, StatusUpdate | Started):
             worker.status_changed = True
             worker.nudge.set()

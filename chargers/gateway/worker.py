@@ -64,7 +64,7 @@ class StationWorker:
         self.nudge = asyncio.Event()
         self.identity: Report1 | None = None
         self.fresh = True  # the next poll is the first since (re)connecting
-        self.restarted = False  # the station sent its boot line since the last poll
+        self.restarted_at: datetime | None = None  # when the station's boot line arrived
         self.status_changed = False  # a status message arrived since the last poll
         self.commands_waiting = False
         self.last: Seen | None = None
@@ -220,10 +220,19 @@ class StationWorker:
             and last.status.uptime_s is not None
             and status.uptime_s < last.status.uptime_s
         )
-        restarted, self.restarted = self.restarted, False
-        if (restarted or went_back) and not self.fresh:
+        started_line_at, self.restarted_at = self.restarted_at, None
+        if self.fresh:
+            pass  # first_poll reads the boot time from the uptime
+        elif went_back:
             await self.after_reboot(boot_at or now, now)
             return
+        elif started_line_at is not None:
+            if status.uptime_s is None:  # no uptime to prove it: the boot line must do
+                await self.after_reboot(started_line_at, now)
+                return
+            # This report 2 left the station before it restarted; the next one
+            # shows the new uptime and so the true boot time.
+            self.restarted_at = started_line_at
         seen = Seen(status, meter)
         if self.fresh:
             await self.first_poll(host, seen, boot_at, now)
