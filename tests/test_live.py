@@ -147,3 +147,34 @@ async def test_a_car_plugged_into_an_emulated_station_reaches_the_socket_as_char
     assert seen["current_1_a"] == pytest.approx(16)  # what the car draws
     assert seen["limit_a"] == pytest.approx(32) and seen["limit_source"].startswith("hardware")
     assert seen["power_w"] == pytest.approx(16 * 230 * 3)
+
+
+async def test_a_status_message_reaches_the_socket_without_waiting_for_a_poll() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add(station_address(2), "p30c")
+        station = await Station.objects.acreate(
+            name="Garage", address=station_address(2), poll_interval_s=5
+        )
+        gateway = Gateway(
+            client,
+            settings=GatewaySettings(scan_interval_s=0.2, search_interval_s=0),
+            broadcast=BROADCAST,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            async with socket("viewer") as (connected, ws):
+                assert connected
+                while not (await frame(ws)).get("is_online"):
+                    pass  # polled once: the station now tells the gateway what changes
+                # From now on no report is answered: only the station's own status
+                # message can tell the page that a car arrived.
+                emulated.faults.unanswered = {"report"}
+                emulated.plug_in(Car(max_current_a=16))
+                async with asyncio.timeout(30):
+                    while not (seen := await frame(ws)).get("car_connected"):
+                        pass
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert seen["station"] == station.pk and seen["plug"] == 7

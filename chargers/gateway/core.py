@@ -205,6 +205,10 @@ class Gateway:
             return
         if isinstance(message, Started):
             worker.restarted_at = self.clock.now()
+        if isinstance(message, StatusUpdate):
+            shown = worker.heard(message)
+            if shown is not None:
+                self._in_background(live.publish_status(worker.pk, shown))
         if isinstance(message, StatusUpdate | Started):
             worker.status_changed = True
             worker.nudge.set()

@@ -9,12 +9,20 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
 
 from chargers import live, recorder, rfid_cards
-from chargers.kecontact.codec import Report1, Report2, Report3, SessionReport, seconds_before
+from chargers.kecontact.codec import (
+    ChargingState,
+    Report1,
+    Report2,
+    Report3,
+    SessionReport,
+    StatusUpdate,
+    seconds_before,
+)
 from chargers.kecontact.commands import Command as WireCommand
 from chargers.kecontact.commands import parse_command
 from chargers.kecontact.effects import Proof, Verdict, effect_in_report2, shows_effect
@@ -245,6 +253,26 @@ class StationWorker:
         await self.gateway.enforcer.after_poll(self, seen)  # rules: desired against report 2
         if self.gateway.recorder.observe(self.pk, status, meter, now, session):
             await live.publish_status(self.pk, recorder.status_payload(status, meter, session))
+
+    def heard(self, update: StatusUpdate) -> dict[str, Any] | None:
+        """What a status message already says, for the browsers: the card need not
+        wait for the next poll, which KEBA's 5 s rule may hold back.
+
+        Only published: the next poll reads the station and stores what it says."""
+        if self.last is None:
+            return None
+        fields = ("state", "plug", "enabled_sys", "offered_current_a")
+        changes = {name: getattr(update, name) for name in fields}
+        status = replace(self.last.status, **{k: v for k, v in changes.items() if v is not None})
+        meter = self.last.meter
+        if update.session_energy_kwh is not None:
+            meter = replace(meter, session_energy_kwh=update.session_energy_kwh)
+        if (
+            status.state != ChargingState.CHARGING
+        ):  # no power is drawn now, whatever the last poll saw
+            meter = replace(meter, power_w=0.0, current_1_a=0.0, current_2_a=0.0, current_3_a=0.0)
+        connected = bool(status.plug and status.plug.car_connected)
+        return recorder.status_payload(status, meter, self.running_session if connected else None)
 
     async def after_reboot(self, boot_at: datetime, now: datetime) -> None:
         """The station forgot its running session: close it at the boot, then start afresh."""
