@@ -978,9 +978,9 @@ SCENARIOS: list[Callable[[], Awaitable[Result]]] = [
     two_gateways,
     cluster_after_kill,
     concurrent_admin_adds,
-    covered_elsewhere("10 start-up errors", "other helpers' start-up tests"),
-    covered_elsewhere("11 security", "other helpers' security tests"),
-    covered_elsewhere("12 broadcast and isolation", "tests/emulated.py, emulator tests"),
+    covered_elsewhere("10 start-up errors", "tests/test_startup.py"),
+    covered_elsewhere("11 security", "tests/test_security.py"),
+    covered_elsewhere("12 broadcast and isolation", "tests/test_isolation.py, test_serve.py"),
     kill_mid_batch,
     loss_with_reboots,
 ]
