@@ -6,12 +6,12 @@ poll costs no query for rules; pages load the book of one station.
 
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from chargers.models import Fallback, Override, Reading, Rule, Session, Station
@@ -159,15 +159,45 @@ def version() -> tuple[object, ...]:
     return (*marks, ended)
 
 
-def _since(sessions: "QuerySet[Session]", start: datetime, running_id: int | None) -> float:
-    found = sessions.filter(started_at__gte=start)
-    if running_id is not None:
-        found = found.exclude(pk=running_id)
-    return float(found.aggregate(kwh=Sum("energy_kwh"))["kwh"] or 0.0)
+@dataclass(frozen=True)
+class Running:
+    """What a station is doing now, for its caps: the car, its session, the energy so far."""
+
+    station_id: int
+    car_connected: bool
+    session_id: int | None
+    session_kwh: float
+
+
+def _totals(key: str, ids: Iterable[int], start: datetime) -> dict[int, float]:
+    """Energy of the sessions started since `start`, per station or per card owner."""
+    found = (
+        Session.objects.filter(**{f"{key}__in": list(ids)}, started_at__gte=start)
+        .values(key)
+        .annotate(kwh=Sum("energy_kwh"))
+    )
+    return {row[key]: float(row["kwh"] or 0.0) for row in found}
+
+
+def _began_since(session: Session | None, start: datetime) -> bool:
+    return session is not None and session.started_at is not None and session.started_at >= start
+
+
+def _first_readings(station_ids: list[int], start: datetime) -> dict[int, float | None]:
+    """Each station's first session energy read at or after `start`, in one query."""
+    if not station_ids:
+        return {}
+    first = Reading.objects.filter(
+        station_id=OuterRef("pk"), at__gte=start, session_energy_kwh__isnull=False
+    ).order_by("at")
+    found = Station.objects.filter(pk__in=station_ids).annotate(
+        first=Subquery(first.values("session_energy_kwh")[:1])
+    )
+    return dict(found.values_list("pk", "first"))
 
 
 def _running_share(
-    station_id: int, session: Session | None, live_kwh: float, start: datetime
+    session: Session | None, live_kwh: float, start: datetime, first: float | None
 ) -> float:
     """The running session's energy since `start`: all of it if it began later, else
     what it gained since the first reading after `start`."""
@@ -175,15 +205,57 @@ def _running_share(
         return 0.0
     if session.started_at is None or session.started_at >= start:
         return live_kwh
-    first = (
-        Reading.objects.filter(
-            station_id=station_id, at__gte=start, session_energy_kwh__isnull=False
-        )
-        .order_by("at")
-        .values_list("session_energy_kwh", flat=True)
-        .first()
-    )
     return max(0.0, live_kwh - (first if first is not None else live_kwh))
+
+
+def usages(now: Sequence[Running], moment: datetime, periods: bool) -> dict[int, Usage]:
+    """What each station and its running session's card owner used, for the caps.
+
+    A fixed number of queries however many stations (the dashboard explains every
+    card); without `periods` (no daily or weekly cap applies) one query at most."""
+    session_ids = [r.session_id for r in now if r.session_id is not None]
+    fields = ("pk", "started_at", "owner_id", "energy_kwh")
+    sessions = Session.objects.only(*fields).in_bulk(session_ids) if session_ids else {}
+    running = {r.station_id: sessions.get(r.session_id) for r in now if r.session_id is not None}
+    found = {
+        r.station_id: Usage(
+            measured_at=moment,
+            car_connected=r.car_connected,
+            session_id=r.session_id,
+            owner_id=(session.owner_id if (session := running.get(r.station_id)) else None),
+            session_kwh=r.session_kwh,
+        )
+        for r in now
+    }
+    if not periods:
+        return found
+    here = zone()
+    owner_ids = {u.owner_id for u in found.values() if u.owner_id is not None}
+    totals: dict[int, dict[str, float]] = defaultdict(dict)
+    for name, start in (("day", day_start(moment, here)), ("week", week_start(moment, here))):
+        by_station = _totals("station_id", found, start)
+        by_owner = _totals("owner_id", owner_ids, start) if owner_ids else {}
+        earlier = [pk for pk, s in running.items() if s is not None and not _began_since(s, start)]
+        first = _first_readings(earlier, start)
+        for r in now:
+            session = running.get(r.station_id)
+            share = _running_share(session, r.session_kwh, start, first.get(r.station_id))
+            # The running session counts with its live energy, not the energy stored for it.
+            stored = session.energy_kwh if session and _began_since(session, start) else 0.0
+            totals[r.station_id][name] = by_station.get(r.station_id, 0.0) - stored + share
+            owner = found[r.station_id].owner_id
+            if owner is not None:
+                totals[r.station_id][f"owner_{name}"] = by_owner.get(owner, 0.0) - stored + share
+    return {
+        pk: replace(
+            usage,
+            day_kwh=totals[pk]["day"],
+            week_kwh=totals[pk]["week"],
+            owner_day_kwh=totals[pk].get("owner_day", 0.0),
+            owner_week_kwh=totals[pk].get("owner_week", 0.0),
+        )
+        for pk, usage in found.items()
+    }
 
 
 def usage(
@@ -194,41 +266,6 @@ def usage(
     session_kwh: float,
     periods: bool,
 ) -> Usage:
-    """What the station and its running session's card owner used, for the caps.
-
-    Without `periods` (no daily or weekly cap applies) this costs one query at most."""
-    session = (
-        Session.objects.filter(pk=session_id).only("pk", "started_at", "owner_id").first()
-        if session_id is not None
-        else None
-    )
-    owner_id = session.owner_id if session else None
-    base = Usage(
-        measured_at=moment,
-        car_connected=car_connected,
-        session_id=session_id,
-        owner_id=owner_id,
-        session_kwh=session_kwh,
-    )
-    if not periods:
-        return base
-    here = zone()
-    totals: dict[str, float] = {}
-    for name, start in (("day", day_start(moment, here)), ("week", week_start(moment, here))):
-        running = _running_share(station_id, session, session_kwh, start)
-        station_sessions = Session.objects.filter(station_id=station_id)
-        totals[name] = _since(station_sessions, start, session_id) + running
-        if owner_id is not None:
-            owner_sessions = Session.objects.filter(owner_id=owner_id)
-            totals[f"owner_{name}"] = _since(owner_sessions, start, session_id) + running
-    return Usage(
-        measured_at=moment,
-        car_connected=car_connected,
-        session_id=session_id,
-        owner_id=owner_id,
-        session_kwh=session_kwh,
-        day_kwh=totals["day"],
-        week_kwh=totals["week"],
-        owner_day_kwh=totals.get("owner_day", 0.0),
-        owner_week_kwh=totals.get("owner_week", 0.0),
-    )
+    """What one station and its running session's card owner used (see `usages`)."""
+    now = Running(station_id, car_connected, session_id, session_kwh)
+    return usages([now], moment, periods)[station_id]
