@@ -50,20 +50,22 @@ def activity(payload: dict[str, Any]) -> tuple[str, str]:
 def limit(payload: dict[str, Any]) -> tuple[float | None, str]:
     """(amperes, where it comes from): the current limit in force.
 
-    Issue 11's rules will add their own source here ("rule: …"); until then a
-    limit is the hardware's (DIP switches, cable, temperature) or a manual setting."""
+    The hardware's (DIP switches, cable, temperature), a manual setting, or a rule:
+    a setting is the rule's when it is what the rule asks for (the gateway sets it,
+    chargers/rules/explain.card_fields says why)."""
     hardware = payload.get("hardware_current_a") or None
     candidates: list[tuple[float, str]] = []
     if hardware:
         candidates.append((hardware, "hardware (DIP switches, cable, temperature)"))
+    rule_a, rule_why = payload.get("rule_current_a"), payload.get("rule_current_why")
     user = payload.get("user_current_a")
-    if user and user < NO_USER_LIMIT_A:
-        candidates.append((user, "manual setting"))
     timer = payload.get("timer_current_a")
-    if timer:
-        candidates.append((timer, "manual setting"))
+    for setting in (user if user and user < NO_USER_LIMIT_A else None, timer):
+        if setting:
+            by_rule = rule_why and rule_a is not None and setting == rule_a
+            candidates.append((setting, str(rule_why) if by_rule else "manual setting"))
     if payload.get("enabled_user") is False:
-        return 0.0, "charging disabled by a manual setting"
+        return 0.0, payload.get("rule_off_why") or "charging disabled by a manual setting"
     if not candidates:
         offered = payload.get("offered_current_a")
         return offered, "hardware" if offered else "no cable: no limit applies"

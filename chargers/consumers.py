@@ -7,8 +7,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chargers import live, roles
 
-# Kiosk screens are seen by anyone passing by: nothing that names a person or a card.
-REDACTED_FIELDS = frozenset({"session_id", "address", "tag", "owner"})
+# Kiosk screens are seen by anyone passing by: nothing that names a person or a card,
+# and nothing of an override (it names who made it; kiosks have no controls).
+REDACTED_FIELDS = frozenset(
+    {"session_id", "address", "tag", "owner", "override_id", "override_text"}
+)
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

@@ -1,4 +1,5 @@
-"""The dashboard's controls: one form per control, each turned into command rows.
+"""The dashboard's controls: one form per control, each turned into command rows,
+or into an override where rules hold the station.
 
 A form checks what the user typed against what this station allows, so that a
 bad value is refused next to its field and nothing is queued. Which controls a
@@ -10,14 +11,17 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.db.models import Max
+from django.db import transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from chargers import services
 from chargers.kecontact import commands as wire
 from chargers.kecontact.errors import InvalidValue
 from chargers.kecontact.products import Capability
-from chargers.models import Command, Station, Tag
+from chargers.models import Command, Override, Station, Tag
+from chargers.rules import schedules
+from chargers.rules.forms import OverrideForm
 
 # KEBA offers 6 A at the least, and a station's `Max curr` never exceeds 32 A.
 MIN_CURRENT_A = 6
@@ -243,15 +247,92 @@ FORMS: dict[str, type[ControlForm]] = {
 }
 
 
+# Under rules, these would be undone at the next poll (reconciliation): overrides instead.
+RULED_BY_OVERRIDES = frozenset({EnableForm.name, CurrentForm.name})
+OVERRIDES = {
+    "full-speed": (Override.Kind.FULL_SPEED, "Full speed until unplugged"),
+    "pause": (Override.Kind.PAUSE, "Pause charging"),
+    "current": (Override.Kind.CURRENT, "Charge at a set current"),
+}
+
+
+class OverrideControl(OverrideForm):
+    """An override from the dashboard: it beats the rules until its end or until the car
+    leaves (issue 11). Which kind is the URL's to say, not the posted data's."""
+
+    is_override = True
+
+    def __init__(self, station: Station, user: Any, name: str, data: Any = None) -> None:
+        kind, self.label = OVERRIDES[name]
+        prefix = f"s{station.pk}-override-{name}"
+        if data is not None:
+            data = data.copy()
+            data[f"{prefix}-kind"] = kind
+        super().__init__(station, data, prefix=prefix)
+        self.name, self.user = name, user
+        self.fields["kind"].widget = forms.HiddenInput()
+        if kind != Override.Kind.CURRENT:
+            del self.fields["current_a"]
+        if kind == Override.Kind.FULL_SPEED:
+            self.fields["until"].widget = forms.HiddenInput()  # until unplugged
+
+
 def forms_for(
-    station: Station, user: Any, phase_free_at: datetime | None = None
-) -> list[ControlForm]:
-    """The controls this station's model supports, empty and ready to render."""
-    found = [form(station, user) for form in FORMS.values() if form.applies_to(station)]
+    station: Station, user: Any, phase_free_at: datetime | None = None, ruled: bool = False
+) -> list[forms.Form]:
+    """The controls this station's model supports, empty and ready to render; where
+    rules hold the station, overrides take the place of charging on/off and current."""
+    found: list[forms.Form] = [
+        form(station, user)
+        for form in FORMS.values()
+        if form.applies_to(station) and not (ruled and form.name in RULED_BY_OVERRIDES)
+    ]
     for form in found:
         if isinstance(form, PhasesForm):
             form.free_at = phase_free_at
+    if ruled:
+        found[:0] = [OverrideControl(station, user, name) for name in OVERRIDES]
     return found
+
+
+def bound_override(station: Station, user: Any, name: str, data: Any) -> OverrideControl | None:
+    return OverrideControl(station, user, name, data) if name in OVERRIDES else None
+
+
+def _open_overrides(station: Station, now: datetime) -> Any:
+    return Override.objects.filter(station=station, ended_at=None).filter(
+        Q(until=None) | Q(until__gt=now)
+    )
+
+
+def set_override(form: OverrideControl, now: datetime) -> Override:
+    """Save the override and wake the gateway. The same override already in force is
+    kept, so a form posted twice does no harm; any other ends, since the newest is the
+    one in force and "End override" must leave none behind."""
+    data = form.cleaned_data
+    until = form.until_moment(now)
+    with transaction.atomic():
+        # Two posts at once for one station take turns (PostgreSQL; SQLite writes one at a time).
+        Station.objects.select_for_update().filter(pk=form.station.pk).first()
+        in_force = _open_overrides(form.station, now)
+        same = in_force.filter(
+            kind=data["kind"],
+            current_a=data.get("current_a") if data["kind"] == Override.Kind.CURRENT else None,
+            until=until,
+            session=form.running if until is None else None,
+        ).first()
+        if same is not None:
+            return same
+        in_force.update(ended_at=now)
+        return form.save(form.user, now)  # saving it wakes the gateway (rules.schedules)
+
+
+def end_overrides(station: Station, now: datetime) -> int:
+    """End what overrides the rules on this station; the rules hold again at once."""
+    ended = _open_overrides(station, now).update(ended_at=now)
+    if ended:
+        schedules.wake_gateway()
+    return int(ended)
 
 
 def bound_form(station: Station, user: Any, name: str, data: Any) -> ControlForm | None:

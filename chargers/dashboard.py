@@ -2,17 +2,23 @@
 
 However many stations there are, the dashboard costs the same few queries:
 the stations with when they last went online or offline, the running sessions
-with their cards and owners, and nothing per station.
+with their cards and owners, the rule book and the energy its caps count, and
+nothing per station.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import OuterRef, Subquery
+from django.forms import Form
+from django.utils import timezone
 
 from chargers import cards
-from chargers.controls import ControlForm, forms_for, phase_switch_free_at
+from chargers.controls import forms_for, phase_switch_free_at
 from chargers.models import Event, Session, Station
+from chargers.rules import book as rule_book
+from chargers.rules import explain
+from chargers.rules.desired import DesiredState
 
 
 @dataclass
@@ -20,7 +26,7 @@ class Card:
     station: Station
     live: dict[str, Any]
     session: Session | None
-    controls: list[ControlForm] = field(default_factory=list)
+    controls: list[Form] = field(default_factory=list)
 
     @property
     def owner_name(self) -> str:
@@ -72,19 +78,34 @@ def running_sessions(station_ids: list[int]) -> dict[int, Session]:
     return found
 
 
+def with_rules(payload: dict[str, Any], state: DesiredState | None) -> dict[str, Any]:
+    """The card with what the rules say now, and its limit's source told again."""
+    return cards.describe(payload | explain.card_fields(state or DesiredState()))
+
+
+def _cards(stations: list[Station], book: rule_book.RuleBook) -> list[Card]:
+    sessions = running_sessions([s.pk for s in stations])
+    # Read now rather than from the last frame: a rule or override saved a moment
+    # ago shows at once, whether or not the gateway has polled since.
+    states = explain.desired_now(stations, sessions, timezone.now(), book)
+    return [
+        Card(s, with_rules(live_fields(s), states.get(s.pk)), sessions.get(s.pk)) for s in stations
+    ]
+
+
 def station_cards() -> list[Card]:
     """Every card without its controls: those load when a member opens them."""
-    stations = list(stations_with_status())
-    sessions = running_sessions([s.pk for s in stations])
-    return [Card(s, live_fields(s), sessions.get(s.pk)) for s in stations]
+    return _cards(list(stations_with_status()), rule_book.load(None, timezone.now()))
 
 
 def station_card(station_id: int, user: Any, with_controls: bool) -> Card | None:
     station = stations_with_status().filter(pk=station_id).first()
     if station is None:
         return None
-    card = Card(station, live_fields(station), running_sessions([station.pk]).get(station.pk))
+    book = rule_book.load([station.pk], timezone.now())
+    (card,) = _cards([station], book)
     if with_controls:
         free_at = phase_switch_free_at([station.pk]).get(station.pk)
-        card.controls = forms_for(station, user, free_at)
+        ruled = bool(book.rules_for(station.pk))
+        card.controls = forms_for(station, user, free_at, ruled)
     return card

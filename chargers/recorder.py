@@ -37,6 +37,7 @@ class Observation:
     meter: Report3
     at: datetime
     session_id: int | None  # the row of the session running now, which takes E pres
+    rules: dict[str, Any] = field(default_factory=dict)  # what the card says of the rules
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Recorder:
         meter: Report3,
         at: datetime,
         session_id: int | None = None,
+        rules: dict[str, Any] | None = None,
     ) -> bool:
         """Note one poll; True when the station's status changed (worth publishing).
 
@@ -87,8 +89,8 @@ class Recorder:
         if reading.differs_from(previous) or (previous and at - previous.at >= self.heartbeat):
             self._batch.readings.append(reading)
             self._last_stored[station_id] = reading
-        self._batch.latest[station_id] = Observation(status, meter, at, session_id)
-        shown = status_payload(status, meter, session_id)
+        self._batch.latest[station_id] = Observation(status, meter, at, session_id, rules or {})
+        shown = status_payload(status, meter, session_id, rules)
         changed = self._last_published.get(station_id) != shown
         self._last_published[station_id] = shown
         return changed
@@ -108,9 +110,13 @@ class Recorder:
 
 
 def status_payload(
-    status: Report2, meter: Report3, session_id: int | None = None
+    status: Report2,
+    meter: Report3,
+    session_id: int | None = None,
+    rules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What a dashboard card shows of a station (README: "Live updates")."""
+    """What a dashboard card shows of a station (README: "Live updates"); `rules` is
+    what the gateway's rule book says of it (chargers.rules.explain.card_fields)."""
     state = int(status.state) if status.state is not None else None
     return cards.describe(
         {
@@ -139,6 +145,7 @@ def status_payload(
             "session_id": session_id,
             "is_online": True,
         }
+        | (rules or {})
     )
 
 
@@ -199,4 +206,4 @@ def _apply(station: Station, seen: Observation) -> None:
     station.offered_current_a = status.offered_current_a
     station.uptime_s = status.uptime_s
     station.last_contact = seen.at
-    station.live_status = status_payload(status, meter, seen.session_id)
+    station.live_status = status_payload(status, meter, seen.session_id, seen.rules)

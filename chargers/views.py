@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from chargers import charts, controls, dashboard, roles, session_filters
@@ -107,6 +108,42 @@ def control(request: HttpRequest, pk: int, name: str) -> HttpResponse:
         return redirect("chargers:station", pk=pk)  # a reload does not post again
     context = {"form": form, "station": station, "queued": queued}
     return render(request, "chargers/_control.html", context)
+
+
+def _override_row(request: HttpRequest, pk: int, oob: bool) -> str:
+    """The card's override line as it is now, for htmx to swap in beside a form's reply."""
+    card = dashboard.station_card(pk, request.user, with_controls=False)
+    context = {"card": card, "with_controls": True, "kiosk": False, "oob": oob}
+    return render(request, "chargers/_override_row.html", context).content.decode()
+
+
+@roles.member_required
+@require_POST
+def override(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    """Override the rules from the dashboard: refused next to the field, or saved."""
+    station = get_object_or_404(Station, pk=pk, enabled=True)
+    form = controls.bound_override(station, request.user, name, request.POST)
+    if form is None:
+        raise Http404(f"there is no override {name!r}")
+    saved = controls.set_override(form, timezone.now()) if form.is_valid() else None
+    if saved and not request.headers.get("HX-Request"):
+        return redirect("chargers:home")  # a reload does not post again
+    context = {"form": form, "station": station, "saved": saved}
+    reply = render(request, "chargers/_override_control.html", context, status=200)
+    if saved:
+        reply.content += _override_row(request, pk, oob=True).encode()
+    return reply
+
+
+@roles.member_required
+@require_POST
+def override_end(request: HttpRequest, pk: int) -> HttpResponse:
+    """End the override: the rules hold again. Posted twice, the second ends nothing."""
+    station = get_object_or_404(Station, pk=pk, enabled=True)
+    controls.end_overrides(station, timezone.now())
+    if not request.headers.get("HX-Request"):
+        return redirect("chargers:home")
+    return HttpResponse(_override_row(request, pk, oob=False))
 
 
 @roles.member_required

@@ -21,7 +21,14 @@ from django.utils import timezone
 from chargers.kecontact.products import Capability
 from chargers.models import Command
 from chargers.rules import book as rule_book
-from chargers.rules.desired import Kind, Usage, boundaries, day_start, desired_state
+from chargers.rules.desired import (
+    DesiredState,
+    Kind,
+    Usage,
+    boundaries,
+    day_start,
+    desired_state,
+)
 from chargers.rules.reconcile import FEEDS_FAILSAFE, Abilities, Action, Recent, plan
 
 from .database import db
@@ -165,10 +172,12 @@ class Enforcer:
 
     # After each poll
 
-    async def after_poll(self, worker: "StationWorker", seen: "Seen") -> None:
+    async def after_poll(self, worker: "StationWorker", seen: "Seen") -> DesiredState | None:
+        """Reconcile; the desired state, which the dashboard card explains (None: no rule,
+        override or fallback concerns the station)."""
         pk = worker.pk
         if not self.book.concerns(pk):
-            return
+            return None
         usage = await self._usage_of(worker, seen)
         started = time.process_time()
         abilities = Abilities(
@@ -188,18 +197,19 @@ class Enforcer:
         wanted = plan(*args, (), fallback, since_fed)
         self.cpu_s += time.process_time() - started
         if not wanted:
-            return
+            return desired
 
         def against(recent: Sequence[Recent]) -> list[Action]:
             return plan(*args, recent, fallback, since_fed)
 
         actions = await db(write_commands)(pk, self.clock.speed, against)
         if not actions:
-            return
+            return desired
         self.commands_written += len(actions)
         if any(a.wire.split(" ", 1)[0] in FEEDS_FAILSAFE for a in actions):
             self._fed_at[pk] = self.clock.monotonic()
         worker.commands_waiting = True  # sent in this same pass, right after the poll
+        return desired
 
     async def _usage_of(self, worker: "StationWorker", seen: "Seen") -> Usage:
         now = self.clock.now()

@@ -36,6 +36,8 @@ from chargers.kecontact.errors import (
 )
 from chargers.kecontact.products import Capability
 from chargers.models import Command, Event
+from chargers.rules import explain
+from chargers.rules.desired import DesiredState
 
 from . import commands, sessions, stations
 from .database import db
@@ -76,6 +78,7 @@ class StationWorker:
         self.status_changed = False  # a status message arrived since the last poll
         self.commands_waiting = False
         self.last: Seen | None = None
+        self.rules_shown: dict[str, Any] = explain.card_fields(DesiredState())  # on the card
         self.running_session: int | None = None  # the row of the session running now
         self.rebooted_at: datetime | None = None  # a reboot seen while watching
         self.log_read_at = -math.inf
@@ -250,9 +253,13 @@ class StationWorker:
         self.status_changed = False
         self.last = seen
         session = self.running_session if seen.car_connected else None
-        await self.gateway.enforcer.after_poll(self, seen)  # rules: desired against report 2
-        if self.gateway.recorder.observe(self.pk, status, meter, now, session):
-            await live.publish_status(self.pk, recorder.status_payload(status, meter, session))
+        desired = await self.gateway.enforcer.after_poll(self, seen)  # rules against report 2
+        # From the book the gateway keeps in memory: the card's explanation costs no query.
+        self.rules_shown = explain.card_fields(desired or DesiredState())
+        rules = self.rules_shown
+        if self.gateway.recorder.observe(self.pk, status, meter, now, session, rules):
+            shown = recorder.status_payload(status, meter, session, rules)
+            await live.publish_status(self.pk, shown)
 
     def heard(self, update: StatusUpdate) -> dict[str, Any] | None:
         """What a status message already says, for the browsers: the card need not
@@ -272,7 +279,8 @@ class StationWorker:
         ):  # no power is drawn now, whatever the last poll saw
             meter = replace(meter, power_w=0.0, current_1_a=0.0, current_2_a=0.0, current_3_a=0.0)
         connected = bool(status.plug and status.plug.car_connected)
-        return recorder.status_payload(status, meter, self.running_session if connected else None)
+        session = self.running_session if connected else None
+        return recorder.status_payload(status, meter, session, self.rules_shown)
 
     async def after_reboot(self, boot_at: datetime, now: datetime) -> None:
         """The station forgot its running session: close it at the boot, then start afresh."""

@@ -1,7 +1,9 @@
 """What pages say about a station's rules: the limit in force now, and the coming week."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -94,3 +96,60 @@ def describe_state(state: DesiredState) -> str:
 
 def explain_now(station: Station) -> str:
     return describe_state(for_station(station).desired(timezone.now()))
+
+
+def car_connected(station: Station) -> bool:
+    return station.plug is not None and station.plug >= 5
+
+
+def desired_now(
+    stations: Sequence[Station],
+    running: dict[int, Session],
+    moment: datetime,
+    book: rule_book.RuleBook,
+) -> dict[int, DesiredState]:
+    """Every station's desired state from one book, in a fixed number of queries."""
+    now = [
+        rule_book.Running(
+            s.pk,
+            car_connected(s),
+            running[s.pk].pk if s.pk in running and car_connected(s) else None,
+            s.session_energy_kwh or 0.0,
+        )
+        for s in stations
+        if book.concerns(s.pk)
+    ]
+    usages = rule_book.usages(now, moment, book.needs_period_usage)
+    here = rule_book.zone()
+    return {
+        pk: desired_state(moment, book.rules_for(pk), book.overrides_for(pk), usage, here)
+        for pk, usage in usages.items()
+    }
+
+
+def card_fields(state: DesiredState) -> dict[str, Any]:
+    """What a dashboard card says of the rules, for the first render and the live frames
+    (recorder.status_payload). An override is kept apart from the rules: kiosk screens
+    show nothing of it (consumers.REDACTED_FIELDS), and it names who made it."""
+    causes = (state.enabled_cause, state.current_cause)
+    override = next((c for c in causes if c is not None and c.override_id), None)
+    if override is not None:
+        said = describe_cause(override)
+        return {
+            "rule_text": "",
+            "rule_current_a": None,
+            "rule_current_why": "",
+            "rule_off_why": "",
+            "override_id": override.override_id,
+            "override_text": f"{said[:1].upper()}{said[1:]}.",
+        }
+    ruled = state.current_cause is not None and state.current_cause.rule_id is not None
+    off = state.enabled is False and state.enabled_cause is not None
+    return {
+        "rule_text": describe_state(state) if state.is_managed else "",
+        "rule_current_a": state.current_a if ruled else None,
+        "rule_current_why": describe_cause(state.current_cause) if ruled else "",
+        "rule_off_why": describe_cause(state.enabled_cause) if off else "",
+        "override_id": None,
+        "override_text": "",
+    }

@@ -35,6 +35,10 @@
         el.textContent = format ? format(frame[name]) : frame[name] == null ? DASH : frame[name];
       }
     }
+    // Parts shown only while a field says something (the override in force).
+    for (const el of card.querySelectorAll("[data-shown-by]")) {
+      if (el.dataset.shownBy in frame) el.hidden = !frame[el.dataset.shownBy];
+    }
     if (frame.activity) {
       card.className = card.className.replace(/\bactivity-\S+/, "activity-" + frame.activity);
     }
