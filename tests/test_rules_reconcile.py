@@ -53,6 +53,14 @@ def test_a_refused_command_is_not_repeated_for_a_while_but_a_different_one_is() 
     assert wires(TEN_A, report(timer_current_a=16.0), P30, True, later) == ["currtime 10000 1"]
 
 
+def test_a_limit_just_done_is_not_repeated_unless_another_came_after_it() -> None:
+    done = [Recent("currtime 10000 1", "verified", 10.0)]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, done) == []
+    # An override took the station to full speed and ended: the rule's limit returns at once.
+    then_full = [*done, Recent("currtime 63000 1", "verified", 5.0)]
+    assert wires(TEN_A, report(timer_current_a=63.0), P30, True, then_full) == ["currtime 10000 1"]
+
+
 def test_full_speed_accepts_a_station_without_a_timer() -> None:
     full = DesiredState(current_a=FULL_SPEED_A, current_cause=Cause("no limit"))
     assert wires(full, report(timer_current_a=0.0), P30, True, []) == []

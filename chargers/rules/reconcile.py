@@ -165,9 +165,19 @@ def allowed(action: Action, recent: Sequence[Recent]) -> bool:
             return False
         if row.wire == action.wire:
             quiet = REFUSED_QUIET_S if row.status in GAVE_UP else DONE_QUIET_S
-            if row.age_s < quiet:
+            if row.age_s < quiet and not _superseded(row, recent):
                 return False
     return True
+
+
+def _superseded(row: Recent, recent: Sequence[Recent]) -> bool:
+    """A command that went through and was followed by another of its aspect (an override
+    ended a few seconds after it began) is no news from the station: asking for it again
+    is a new decision, not a flap."""
+    return row.status not in GAVE_UP and any(
+        later.aspect is row.aspect and later.wire != row.wire and later.age_s < row.age_s
+        for later in recent
+    )
 
 
 def plan(
