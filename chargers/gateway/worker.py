@@ -219,6 +219,7 @@ class StationWorker:
         return seconds_before(now, status.uptime_s)
 
     async def poll(self, host: str) -> None:
+        asked_at = self.clock.now()
         status = await self.client.report(host, 2)
         meter = await self.client.report(host, 3)
         assert isinstance(status, Report2) and isinstance(meter, Report3)
@@ -234,15 +235,14 @@ class StationWorker:
         started_line_at, self.restarted_at = self.restarted_at, None
         if self.fresh:
             pass  # first_poll reads the boot time from the uptime
-        elif went_back:
-            await self.after_reboot(boot_at or now, now)
+        elif went_back or (started_line_at is not None and started_line_at <= asked_at):
+            # A report 2 asked for after the boot line came is the restarted
+            # station's, so its uptime gives the boot time.
+            await self.after_reboot(boot_at or started_line_at or now, now)
             return
         elif started_line_at is not None:
-            if status.uptime_s is None:  # no uptime to prove it: the boot line must do
-                await self.after_reboot(started_line_at, now)
-                return
-            # This report 2 left the station before it restarted; the next one
-            # shows the new uptime and so the true boot time.
+            # The boot line came while this poll was on its way: its report 2 may
+            # predate the restart (and its old boot time). The next one decides.
             self.restarted_at = started_line_at
         seen = Seen(status, meter)
         if self.fresh:
