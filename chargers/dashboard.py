@@ -1,21 +1,23 @@
 """What the dashboard and station pages show, read in a fixed number of queries.
 
 However many stations there are, the dashboard costs the same few queries:
-the stations with when they last went online or offline, the running sessions
-with their cards and owners, the rule book and the energy its caps count, and
-nothing per station.
+the counts, one page of stations with when they last went online or offline,
+the running sessions with their cards and owners, the rule book and the energy
+its caps count, and nothing per station.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.forms import Form
 from django.utils import timezone
 
 from chargers import cards
 from chargers.controls import forms_for, phase_switch_free_at
-from chargers.models import Event, Session, Station
+from chargers.kecontact.codec import ChargingState
+from chargers.models import Event, Session, Site, Station
 from chargers.rules import book as rule_book
 from chargers.rules import explain
 from chargers.rules.desired import DesiredState
@@ -93,9 +95,43 @@ def _cards(stations: list[Station], book: rule_book.RuleBook) -> list[Card]:
     ]
 
 
-def station_cards() -> list[Card]:
-    """Every card without its controls: those load when a member opens them."""
-    return _cards(list(stations_with_status()), rule_book.load(None, timezone.now()))
+# A car park's hundreds of stations do not belong on one phone screen.
+CARDS_PER_PAGE = 24
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The fleet in numbers, and the page of cards being shown."""
+
+    cards: list[Card]
+    page: Page[Station]
+    site: Site | None
+    sites: list[Site]
+    total: int
+    online: int
+    charging: int
+
+    @property
+    def offline(self) -> int:
+        return self.total - self.online
+
+
+def overview(page_number: str | None, site_id: str | None) -> Overview:
+    """One page of cards (in a site, if asked), with counts for all: a few queries
+    however many stations there are."""
+    sites = list(Site.objects.order_by("name"))
+    site = next((s for s in sites if str(s.pk) == site_id), None)
+    stations = stations_with_status()
+    if site is not None:
+        stations = stations.filter(site=site)
+    counts = stations.aggregate(
+        total=Count("pk"),
+        online=Count("pk", filter=Q(is_online=True)),
+        charging=Count("pk", filter=Q(is_online=True, state=ChargingState.CHARGING)),
+    )
+    page = Paginator(stations, CARDS_PER_PAGE).get_page(page_number)
+    cards = _cards(list(page.object_list), rule_book.load(None, timezone.now()))
+    return Overview(cards, page, site, sites, **counts)
 
 
 def station_card(station_id: int, user: Any, with_controls: bool) -> Card | None:

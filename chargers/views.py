@@ -36,8 +36,10 @@ def home(request: HttpRequest) -> HttpResponse:
     if kiosk is None:
         return _refused(request)
     with_controls = not kiosk and roles.can_control(request.user)
+    fleet = dashboard.overview(request.GET.get("page"), request.GET.get("site"))
     context = {
-        "cards": dashboard.station_cards(),
+        "cards": fleet.cards,
+        "fleet": fleet,
         "kiosk": kiosk,
         "with_controls": with_controls,
     }

@@ -12,7 +12,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from chargers import charts
-from chargers.models import Command, Reading, Session, Station, Tag
+from chargers.models import Command, Reading, Session, Site, Station, Tag
 from tests.people import PASSWORD, person
 
 pytestmark = pytest.mark.django_db
@@ -259,6 +259,38 @@ def test_the_dashboard_costs_the_same_queries_for_10_and_200_stations(client: Cl
             assert client.get("/").status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def page_text(client: Client, url: str) -> str:
+    """The page with its white space folded, as a reader sees the words."""
+    return " ".join(client.get(url).content.decode().split())
+
+
+def test_a_car_park_sees_its_counts_and_the_cards_a_page_at_a_time(client: Client) -> None:
+    logged_in(client, "viewer")
+    Station.objects.bulk_create(
+        Station(
+            name=f"Bay {n:02}",
+            capabilities=P30C_CAPABILITIES,
+            is_online=n < 28,
+            state=3 if n < 5 else 2,
+        )
+        for n in range(30)
+    )
+    first, second = (page_text(client, url) for url in ("/", "/?page=2"))
+    assert "30 stations: 5 charging, 28 online, 2 offline" in first
+    assert first.count("<article class=") == 24 and "Bay 23" in first and "Bay 24" not in first
+    assert second.count("<article class=") == 6 and "Bay 29" in second and "page 2 of 2" in second
+
+
+def test_a_site_shows_only_its_own_stations(client: Client) -> None:
+    logged_in(client, "viewer")
+    garage, car_park = Site.objects.create(name="Garage"), Site.objects.create(name="Car park")
+    p30c("Home box", site=garage)
+    p30c("Bay 1", site=car_park, address="192.0.2.11")
+    page = page_text(client, f"/?site={car_park.pk}")
+    assert "Bay 1" in page and "Home box" not in page
+    assert "1 station at Car park" in page
 
 
 # Station page and sessions page

@@ -84,7 +84,10 @@
   function refreshCards() {
     const cards = document.getElementById("stations");
     if (cards && window.htmx && !document.getElementById("charts")) {
-      htmx.ajax("GET", "/?part=cards", { target: cards, swap: "outerHTML" });
+      // The same page of the same site as shown.
+      const query = new URLSearchParams(location.search);
+      query.set("part", "cards");
+      htmx.ajax("GET", "/?" + query.toString(), { target: cards, swap: "outerHTML" });
     }
   }
 
