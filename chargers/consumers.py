@@ -30,6 +30,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(live.ALL_STATIONS_GROUP, self.channel_name)
         await self.accept()
+        await live.ask_for_status()
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(live.ALL_STATIONS_GROUP, self.channel_name)

@@ -67,6 +67,14 @@ async def wake_gateway_rules() -> None:
         await layer.group_send(GATEWAY_GROUP, {"type": "gateway.rules"})
 
 
+async def ask_for_status() -> None:
+    """A browser just connected: the gateway sends every station's status again,
+    since frames published before the socket joined its group were missed."""
+    layer = _layer()
+    if layer is not None:
+        await layer.group_send(GATEWAY_GROUP, {"type": "gateway.resend"})
+
+
 async def ask_gateway(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Send a request to the gateway and wait for its reply."""
     layer = _layer()

@@ -178,3 +178,32 @@ async def test_a_status_message_reaches_the_socket_without_waiting_for_a_poll() 
             stop.set()
             await asyncio.wait_for(task, 10)
     assert seen["station"] == station.pk and seen["plug"] == 7
+
+
+async def test_a_browser_that_connects_late_still_gets_each_stations_status() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        await fleet.add(station_address(2), "p30c")
+        station = await Station.objects.acreate(
+            name="Garage", address=station_address(2), poll_interval_s=5
+        )
+        gateway = Gateway(
+            client,
+            settings=GatewaySettings(scan_interval_s=0.2, search_interval_s=0),
+            broadcast=BROADCAST,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await gateway.listening.wait()
+            async with asyncio.timeout(30):
+                while not any(w.last is not None for w in gateway.workers.values()):
+                    await asyncio.sleep(0.05)
+            # Nothing changes at the station from now on: only a resend can reach us.
+            async with socket("viewer") as (connected, ws):
+                assert connected
+                seen = await frame(ws)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert seen["type"] == "status" and seen["station"] == station.pk
+    assert seen["is_online"] is True and seen["activity"]

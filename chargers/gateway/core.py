@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from ipaddress import IPv4Network
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # Intervals here are in the protocol clock's seconds, sped up in tests.
 STRANGER_EVENT_EVERY_S = 3600.0  # one event per forging address per hour
 MAX_STRANGERS_REMEMBERED = 10_000  # bounded memory under a flood of addresses
+RESEND_EVERY_S = 1.0  # real seconds: a burst of new browsers costs one resend
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Gateway:
         self._searching = asyncio.Lock()
         self._searched_at = -math.inf
         self._strangers: dict[str, float] = {}
+        self._resent_at = -math.inf
         self.listening = asyncio.Event()  # set once requests over the channel layer arrive
 
     # Life cycle
@@ -176,8 +179,21 @@ class Gateway:
                 self.commands_waiting(request["station"])
             elif kind == "gateway.rules":  # a rule changed or a boundary came (chargers.tasks)
                 self.enforcer.wake()
+            elif kind == "gateway.resend":
+                self._in_background(self._resend())
             elif kind in ("gateway.identify", "gateway.discover") and request.get("reply_to"):
                 self._in_background(self._answer(request))
+
+    async def _resend(self) -> None:
+        """Every station's last status again (browsers that connect at once share one)."""
+        now = time.monotonic()
+        if now - self._resent_at < RESEND_EVERY_S:
+            return
+        self._resent_at = now
+        for worker in list(self.workers.values()):
+            shown = worker.shown_now()
+            if shown is not None:
+                await live.publish_status(worker.pk, shown)
 
     async def _answer(self, request: dict[str, Any]) -> None:
         try:

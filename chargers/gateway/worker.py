@@ -261,6 +261,13 @@ class StationWorker:
             shown = recorder.status_payload(status, meter, session, rules)
             await live.publish_status(self.pk, shown)
 
+    def shown_now(self) -> dict[str, Any] | None:
+        """The card as the last poll saw it, for a browser that just connected."""
+        if self.last is None:
+            return None
+        session = self.running_session if self.last.car_connected else None
+        return recorder.status_payload(self.last.status, self.last.meter, session, self.rules_shown)
+
     def heard(self, update: StatusUpdate) -> dict[str, Any] | None:
         """What a status message already says, for the browsers: the card need not
         wait for the next poll, which KEBA's 5 s rule may hold back.
