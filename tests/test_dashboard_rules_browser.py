@@ -15,7 +15,17 @@ from chargers.kecontact.timing import Clock, Timing
 from tests.emulated import BROADCAST, station_address
 from tests.people import PASSWORD
 from tests.test_dashboard_browser import ARTEFACTS, PHONE, WAIT_MS, fits, log_in
-from tests.test_serve import CHROMIUM, CHROMIUM_FLAGS, MANAGE, environment, free_port
+from tests.test_serve import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    MANAGE,
+    environment,
+    free_port,
+    pytestmark as serve_only,
+)
+
+# `serve` is the embedded layout (see tests/test_serve.py); its data stays in its own SQLite file.
+pytestmark = serve_only
 
 UDP_BIND = station_address(240)
 GARAGE = station_address(241)
