@@ -21,6 +21,8 @@ from tests.test_serve import (
     MANAGE,
     environment,
     free_port,
+)
+from tests.test_serve import (
     pytestmark as serve_only,
 )
 
