@@ -2,8 +2,7 @@
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -14,26 +13,12 @@ from django.core.management.base import CommandError
 
 from chargers import live, services
 from chargers.gateway import Gateway, GatewaySettings
-from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Site, Station
 from tests.emulated import BROADCAST, GATEWAY_HOST, fleet_and_client, station_address, wait_for
+from tests.gateways import FAST, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-FAST = GatewaySettings(scan_interval_s=0.2, search_interval_s=0, heartbeat_s=60)
-
-
-@asynccontextmanager
-async def running(client: KebaClient) -> AsyncIterator[Gateway]:
-    gateway = Gateway(client, settings=FAST, broadcast=BROADCAST)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def until(query: Callable[[], object], timeout_s: float = 20.0) -> None:

@@ -13,14 +13,17 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from chargers import live, services
-from chargers.gateway import Gateway, GatewaySettings, commands
+from chargers.gateway import GatewaySettings, commands
 from chargers.kecontact.emulator import Car
 from chargers.models import Command, Station
 from kebaweb.asgi import application
-from tests.emulated import BROADCAST, fleet_and_client, station_address
+from tests.emulated import fleet_and_client, station_address
+from tests.gateways import running
 from tests.people import person
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+LIVE = GatewaySettings(scan_interval_s=0.2, search_interval_s=0)
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
@@ -126,23 +129,12 @@ async def test_a_car_plugged_into_an_emulated_station_reaches_the_socket_as_char
         station = await Station.objects.acreate(
             name="Garage", address=station_address(2), poll_interval_s=5
         )
-        gateway = Gateway(
-            client,
-            settings=GatewaySettings(scan_interval_s=0.2, search_interval_s=0),
-            broadcast=BROADCAST,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        try:
-            async with socket("viewer") as (connected, ws):
-                assert connected
-                emulated.plug_in(Car(max_current_a=16))
-                async with asyncio.timeout(30):
-                    while (seen := await frame(ws)).get("activity") != "charging":
-                        pass
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        async with running(client, LIVE), socket("viewer") as (connected, ws):
+            assert connected
+            emulated.plug_in(Car(max_current_a=16))
+            async with asyncio.timeout(30):
+                while (seen := await frame(ws)).get("activity") != "charging":
+                    pass
     assert seen["station"] == station.pk and seen["activity_text"] == "charging"
     assert seen["current_1_a"] == pytest.approx(16)  # what the car draws
     assert seen["limit_a"] == pytest.approx(32) and seen["limit_source"].startswith("hardware")
@@ -155,28 +147,17 @@ async def test_a_status_message_reaches_the_socket_without_waiting_for_a_poll() 
         station = await Station.objects.acreate(
             name="Garage", address=station_address(2), poll_interval_s=5
         )
-        gateway = Gateway(
-            client,
-            settings=GatewaySettings(scan_interval_s=0.2, search_interval_s=0),
-            broadcast=BROADCAST,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        try:
-            async with socket("viewer") as (connected, ws):
-                assert connected
-                while not (await frame(ws)).get("is_online"):
-                    pass  # polled once: the station now tells the gateway what changes
-                # From now on no report is answered: only the station's own status
-                # message can tell the page that a car arrived.
-                emulated.faults.unanswered = {"report"}
-                emulated.plug_in(Car(max_current_a=16))
-                async with asyncio.timeout(30):
-                    while not (seen := await frame(ws)).get("car_connected"):
-                        pass
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        async with running(client, LIVE), socket("viewer") as (connected, ws):
+            assert connected
+            while not (await frame(ws)).get("is_online"):
+                pass  # polled once: the station now tells the gateway what changes
+            # From now on no report is answered: only the station's own status
+            # message can tell the page that a car arrived.
+            emulated.faults.unanswered = {"report"}
+            emulated.plug_in(Car(max_current_a=16))
+            async with asyncio.timeout(30):
+                while not (seen := await frame(ws)).get("car_connected"):
+                    pass
     assert seen["station"] == station.pk and seen["plug"] == 7
 
 
@@ -186,14 +167,7 @@ async def test_a_browser_that_connects_late_still_gets_each_stations_status() ->
         station = await Station.objects.acreate(
             name="Garage", address=station_address(2), poll_interval_s=5
         )
-        gateway = Gateway(
-            client,
-            settings=GatewaySettings(scan_interval_s=0.2, search_interval_s=0),
-            broadcast=BROADCAST,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        try:
+        async with running(client, LIVE) as gateway:
             await gateway.listening.wait()
             async with asyncio.timeout(30):
                 while not any(w.last is not None for w in gateway.workers.values()):
@@ -202,8 +176,5 @@ async def test_a_browser_that_connects_late_still_gets_each_stations_status() ->
             async with socket("viewer") as (connected, ws):
                 assert connected
                 seen = await frame(ws)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
     assert seen["type"] == "status" and seen["station"] == station.pk
     assert seen["is_online"] is True and seen["activity"]

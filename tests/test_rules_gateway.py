@@ -13,18 +13,17 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from pytest_django.fixtures import Settings
 
-from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.commands import parse_command
 from chargers.kecontact.emulator import Car, EmulatedStation, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from chargers.models import Command, Fallback, Override, Rule, Session, Station, Tag
 from tests.emulated import BROADCAST, GATEWAY_HOST, station_address, wait_for
+from tests.gateways import running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 VIENNA = zoneinfo.ZoneInfo("Europe/Vienna")
-FAST = GatewaySettings(scan_interval_s=0.2, search_interval_s=0, heartbeat_s=60)
 
 
 @pytest.fixture(autouse=True)
@@ -44,18 +43,6 @@ async def world(
     client = KebaClient(GATEWAY_HOST, clock=clock, timing=timing, reply_timeout_s=0.5, retries=2)
     async with Fleet(clock, timing, broadcast=BROADCAST) as fleet, client:
         yield fleet, client, clock
-
-
-@asynccontextmanager
-async def running(client: KebaClient) -> AsyncIterator[Gateway]:
-    gateway = Gateway(client, settings=FAST, broadcast=BROADCAST)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def until(query: Callable[[], object], timeout_s: float = 30.0) -> None:
