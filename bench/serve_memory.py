@@ -4,7 +4,11 @@ Starts serve in a fresh data folder on loopback addresses of its own, waits unti
 the home page answers and the demo has run a while, then sums the proportional
 set size (Linux's /proc/PID/smaps_rollup) of serve and every process under it.
 
-    .venv/bin/python bench/serve_memory.py [--settle 30] [--q-workers N]
+    .venv/bin/python bench/serve_memory.py [--settle 30] [--tasks thread|cluster]
+        [--q-workers N]
+
+--tasks picks where serve runs its scheduled tasks (KEBAWEB_TASKS): in a
+thread of its own (the default) or in django-q2's cluster of processes.
 """
 
 import argparse
@@ -56,11 +60,14 @@ def describe(pid: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settle", type=float, default=30.0, help="seconds after the first page")
+    parser.add_argument("--tasks", choices=("thread", "cluster"), default="thread")
     parser.add_argument("--q-workers", type=int, help="KEBAWEB_Q_WORKERS (default: the setting's)")
     args = parser.parse_args()
     print(f"$ {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="kebaweb-memory-") as data_dir:
-        env = dict(os.environ, KEBAWEB_DATA_DIR=data_dir, KEBAWEB_DEBUG="0")
+        env = dict(
+            os.environ, KEBAWEB_DATA_DIR=data_dir, KEBAWEB_DEBUG="0", KEBAWEB_TASKS=args.tasks
+        )
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         if args.q_workers is not None:

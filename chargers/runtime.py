@@ -1,7 +1,9 @@
 """What `manage.py serve` runs beside daphne, on daphne's own event loop.
 
 The gateway shares the loop so that the in-memory channel layer reaches the
-browsers; the django-q2 cluster is a child process, restarted when it dies.
+browsers. Scheduled tasks run in a thread (chargers/task_thread.py) or, with
+KEBAWEB_TASKS=cluster, in django-q2's cluster as a child process, restarted
+when it dies.
 Each piece starts and stops in a few small steps that tests can call directly.
 """
 
@@ -24,6 +26,7 @@ from chargers.demo import Demo
 from chargers.gateway import Gateway
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import network_broadcast
+from chargers.task_thread import TaskThread
 
 log = logging.getLogger(__name__)
 
@@ -236,23 +239,18 @@ def broadcast_for(bind: str, demo_network: IPv4Address | None = None) -> str:
 
 
 class Runtime:
-    """The gateway, the cluster and the demo stations, started and stopped in order."""
+    """The gateway, the scheduled tasks and the demo stations, started and stopped in order."""
 
     def __init__(
         self,
         udp_bind: str,
         *,
-        cluster_command: Sequence[str] | None,
-        cwd: Path,
+        tasks: ClusterSupervisor | TaskThread | None,
         demo: DemoOptions | None = None,
         gateway_stop_timeout_s: float = 5.0,
     ) -> None:
         self.udp_bind = udp_bind
-        self.cluster = (
-            ClusterSupervisor(cluster_command, cwd, settings.DATA_DIR / CLUSTER_PID_FILE)
-            if cluster_command
-            else None
-        )
+        self.tasks = tasks
         self.demo = (
             Demo(demo.network, speed=demo.speed, seed=demo.seed, time_zone=demo.time_zone)
             if demo
@@ -279,8 +277,8 @@ class Runtime:
         if self.demo is not None:
             await self.demo.start()
         self._tasks.append(asyncio.create_task(self.run_gateway(self.client), name="gateway"))
-        if self.cluster is not None:
-            self._tasks.append(asyncio.create_task(self.cluster.run(), name="cluster"))
+        if self.tasks is not None:
+            self._tasks.append(asyncio.create_task(self.tasks.run(), name="scheduled tasks"))
 
     async def run_gateway(self, client: KebaClient) -> None:
         """Run the gateway until stopped; a crash is logged and the gateway restarted."""
@@ -311,8 +309,8 @@ class Runtime:
                 gateway.cancel()
         if self.client is not None:
             await self.client.close()
-        if self.cluster is not None:
-            await self.cluster.stop()
+        if self.tasks is not None:
+            await self.tasks.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

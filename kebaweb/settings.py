@@ -291,6 +291,14 @@ else:
     # gateway inside daphne's event loop for exactly that reason.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Where `serve` runs the scheduled tasks: "thread" (in its own process, the
+# default: chargers/task_thread.py) or "cluster" (django-q2's cluster as a child
+# process; about 65 MiB more, bench/serve_memory.py). `manage.py qcluster`, the
+# scaled layout's task process, is always the cluster.
+SERVE_TASKS = env_str("KEBAWEB_TASKS", "thread")
+if SERVE_TASKS not in ("thread", "cluster"):
+    raise ImproperlyConfigured(f"KEBAWEB_TASKS={SERVE_TASKS!r}: use thread or cluster")
+
 Q_CLUSTER: dict[str, Any] = {
     "name": "kebaweb",
     # One: the tasks are a daily retention run and the rules' boundaries, and

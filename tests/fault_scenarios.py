@@ -842,7 +842,9 @@ def _clusters(data_dir: Path) -> list[int]:
     return [pid for pid, parent in found.items() if parent not in found]
 
 
-async def _serve(run: Run, port: int, *options: str) -> asyncio.subprocess.Process:
+async def _serve(
+    run: Run, port: int, *options: str, tasks: str = "thread"
+) -> asyncio.subprocess.Process:
     command = [
         sys.executable,
         str(MANAGE),
@@ -855,7 +857,10 @@ async def _serve(run: Run, port: int, *options: str) -> asyncio.subprocess.Proce
     ]
     log = (run.data_dir / f"serve-{port}.log").open("wb")
     child = await asyncio.create_subprocess_exec(
-        *command, env=run.env(), stdout=log, stderr=asyncio.subprocess.STDOUT
+        *command,
+        env=run.env() | {"KEBAWEB_TASKS": tasks},
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
     )
     log.close()
     await run.until(
@@ -872,11 +877,11 @@ async def _serve(run: Run, port: int, *options: str) -> asyncio.subprocess.Proce
 
 async def cluster_after_kill() -> Result:
     async with scenario("8 the task cluster after kill -9 of serve") as run:
-        first = await _serve(run, _free_port())
+        first = await _serve(run, _free_port(), tasks="cluster")
         await run.until("a cluster to start", lambda: len(_clusters(run.data_dir)) >= 1, 60)
         first.kill()
         await first.wait()
-        second = await _serve(run, _free_port())
+        second = await _serve(run, _free_port(), tasks="cluster")
         try:
             await run.until(
                 "the orphaned cluster to end", lambda: len(_clusters(run.data_dir)) <= 1, 15
@@ -951,7 +956,7 @@ async def concurrent_admin_adds() -> Result:
         )
         await maker.wait()
         port = _free_port()
-        server = await _serve(run, port, "--no-cluster")
+        server = await _serve(run, port, "--no-tasks")
         try:
             base = f"http://127.0.0.1:{port}"
             opener = await asyncio.to_thread(_admin_session, base)

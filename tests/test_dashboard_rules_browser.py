@@ -51,7 +51,7 @@ def prepare(data_dir: Path) -> None:
 @asynccontextmanager
 async def serve(data_dir: Path, port: int) -> AsyncIterator[None]:
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, str(MANAGE), "serve", "--port", str(port), "--no-cluster"],
+        *[sys.executable, str(MANAGE), "serve", "--port", str(port), "--no-tasks"],
         *["--udp-bind", UDP_BIND],
         env=environment(data_dir),
         stdout=asyncio.subprocess.PIPE,

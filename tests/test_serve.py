@@ -56,7 +56,8 @@ def free_port() -> int:
         return port
 
 
-def serve_command(port: int, *options: str, cluster: bool = False) -> list[str]:
+def serve_command(port: int, *options: str, tasks: str | None = None) -> list[str]:
+    """`tasks`: where scheduled tasks run (KEBAWEB_TASKS); None: nowhere."""
     return [
         sys.executable,
         str(MANAGE),
@@ -64,7 +65,7 @@ def serve_command(port: int, *options: str, cluster: bool = False) -> list[str]:
         "--demo",
         "--port",
         str(port),
-        *([] if cluster else ["--no-cluster"]),
+        *([] if tasks else ["--no-tasks"]),
         "--udp-bind",
         UDP_BIND,
         "--demo-network",
@@ -73,9 +74,10 @@ def serve_command(port: int, *options: str, cluster: bool = False) -> list[str]:
     ]
 
 
-def environment(data_dir: Path) -> dict[str, str]:
+def environment(data_dir: Path, tasks: str | None = None) -> dict[str, str]:
     return os.environ | {
         "KEBAWEB_DATA_DIR": str(data_dir),
+        "KEBAWEB_TASKS": tasks or "thread",
         "KEBAWEB_Q_WORKERS": str(Q_WORKERS),
         "PYTHONUNBUFFERED": "1",
         "KEBA_BROADCAST": BROADCAST,
@@ -84,13 +86,13 @@ def environment(data_dir: Path) -> dict[str, str]:
 
 @asynccontextmanager
 async def serving(
-    data_dir: Path, cluster: bool = False
+    data_dir: Path, tasks: str | None = None
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """`serve --demo` in its own data directory, once it says it is ready."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        *serve_command(port, cluster=cluster),
-        env=environment(data_dir),
+        *serve_command(port, tasks=tasks),
+        env=environment(data_dir, tasks),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -292,6 +294,38 @@ async def test_a_browser_shows_the_demo_stations_with_live_data(tmp_path: Path) 
     assert "charging" in states
 
 
+# Scheduled tasks: in serve's own thread by default, or in a cluster
+
+
+def tasks_done(data_dir: Path) -> list[str]:
+    """The functions of the tasks that ran and succeeded."""
+    uri = f"file:{data_dir / 'kebaweb.sqlite3'}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=10) as db:
+        rows = db.execute("SELECT func FROM django_q_task WHERE success").fetchall()
+    return [str(func) for (func,) in rows]
+
+
+async def test_serve_runs_a_due_schedule_in_its_own_process(tmp_path: Path) -> None:
+    # The daily retention run, due now: as on the first start after a night off.
+    make_due = (
+        "from django.utils import timezone; from django_q.models import Schedule; "
+        "Schedule.objects.filter(func='chargers.tasks.thin_readings_task')"
+        ".update(next_run=timezone.now())"
+    )
+    for arguments in (["migrate", "-v0"], ["shell", "-c", make_due]):
+        manage = await asyncio.create_subprocess_exec(
+            sys.executable, str(MANAGE), *arguments, env=environment(tmp_path)
+        )
+        assert await manage.wait() == 0
+
+    async with serving(tmp_path, tasks="thread"):
+        await until(lambda: bool(tasks_done(tmp_path)), timeout_s=60)
+        clusters = cluster_groups(tmp_path)
+
+    assert tasks_done(tmp_path) == ["chargers.tasks.thin_readings_task"]
+    assert clusters == {}  # no second Django process was started for it
+
+
 # The task cluster lives and dies with serve
 
 
@@ -335,7 +369,7 @@ def group_members(group: int) -> set[int]:
 async def test_the_task_cluster_dies_with_serve_and_one_runs_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    async with serving(tmp_path, cluster=True) as (process, _port):
+    async with serving(tmp_path, tasks="cluster") as (process, _port):
         await until(lambda: one_whole_cluster(tmp_path), timeout_s=60)
         [first] = cluster_groups(tmp_path)
         process.kill()  # no handler of serve's runs
@@ -343,7 +377,7 @@ async def test_the_task_cluster_dies_with_serve_and_one_runs_after_a_restart(
         # Running tasks get the tether's grace period (10 s) to finish.
         await until(lambda: not group_members(first), timeout_s=60)
 
-    async with serving(tmp_path, cluster=True):
+    async with serving(tmp_path, tasks="cluster"):
         await until(lambda: one_whole_cluster(tmp_path), timeout_s=60)
         [second] = cluster_groups(tmp_path)
     assert second != first
@@ -394,7 +428,7 @@ async def test_it_leaves_alone_a_stranger_with_the_recorded_pid(tmp_path: Path) 
 
 def demo_runtime() -> Runtime:
     demo = DemoOptions(network=IPv4Address(station_address(2)), speed=1, seed=1, time_zone="UTC")
-    return Runtime(GATEWAY_HOST, cluster_command=None, cwd=Path.cwd(), demo=demo)
+    return Runtime(GATEWAY_HOST, tasks=None, demo=demo)
 
 
 async def test_the_gateway_finds_the_demo_stations_on_loopback(

@@ -175,6 +175,6 @@ def test_it_names_the_sites_when_the_gateway_is_given_another(tmp_path: Path) ->
 
 def test_it_names_a_serve_address_that_cannot_reach_the_demo(tmp_path: Path) -> None:
     # Refused before any socket is opened.
-    result = start(tmp_path, "serve", "--demo", "--no-cluster", "--udp-bind", "192.0.2.1")
+    result = start(tmp_path, "serve", "--demo", "--no-tasks", "--udp-bind", "192.0.2.1")
 
     assert_refused(result, "--udp-bind 192.0.2.1", "e.g. 127.0.0.1")

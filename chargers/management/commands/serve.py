@@ -1,8 +1,9 @@
 """`manage.py serve`: kebaweb in one command, the embedded default.
 
 Applies migrations, then runs daphne with the gateway on daphne's own event
-loop (so the in-memory channel layer reaches the browsers) and the django-q2
-cluster as a supervised child process. `--demo` adds emulated stations on
+loop (so the in-memory channel layer reaches the browsers) and the scheduled
+tasks in a thread, or in django-q2's cluster as a supervised child process
+(KEBAWEB_TASKS, see chargers/runtime.py). `--demo` adds emulated stations on
 loopback addresses. SIGINT or SIGTERM stops everything in order.
 """
 
@@ -29,7 +30,8 @@ from chargers import demo
 from chargers.kecontact.errors import KebaError
 from chargers.management.arguments import ipv4, positive, tcp_port
 from chargers.models import Station
-from chargers.runtime import DemoOptions, Runtime
+from chargers.runtime import CLUSTER_PID_FILE, ClusterSupervisor, DemoOptions, Runtime
+from chargers.task_thread import TaskThread
 
 # The reactor module is replaced by the reactor object at install time.
 reactor: Any = _reactor
@@ -44,8 +46,8 @@ def url_host(host: str) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Run kebaweb: the web app, the gateway to the stations and the task cluster, "
-        "in one process (the cluster as its child)."
+        "Run kebaweb: the web app, the gateway to the stations and the scheduled tasks, "
+        "in one process (with KEBAWEB_TASKS=cluster, the task cluster as its child)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -58,7 +60,9 @@ class Command(BaseCommand):
             help="local address for UDP port 7090 (default: KEBA_BIND; 127.0.0.1 with --demo)",
         )
         parser.add_argument(
-            "--no-cluster", action="store_true", help="do not start the django-q2 cluster"
+            "--no-tasks",
+            action="store_true",
+            help="run no scheduled tasks (when `manage.py qcluster` runs them elsewhere)",
         )
         parser.add_argument(
             "--demo", action="store_true", help="add emulated stations on loopback addresses"
@@ -115,7 +119,7 @@ class Command(BaseCommand):
             lambda: defer.Deferred.fromFuture(loop.create_task(runtime.stop())),
         )
         # Twisted stops on SIGINT and SIGTERM; a closed terminal (SIGHUP) must
-        # stop us just as cleanly, or the cluster in its own process group lives on.
+        # stop us just as cleanly, or a task cluster in its own process group lives on.
         signal.signal(signal.SIGHUP, lambda number, frame: reactor.callFromThread(reactor.stop))
         server.run()  # until a signal stops the reactor
         if not server.listening_addresses:
@@ -135,8 +139,18 @@ class Command(BaseCommand):
                 seed=options["demo_seed"],
                 time_zone=settings.TIME_ZONE,
             )
-        cluster = None if options["no_cluster"] else [sys.executable, "manage.py", "qcluster"]
-        return Runtime(udp_bind, cluster_command=cluster, cwd=settings.BASE_DIR, demo=demo_options)
+        return Runtime(udp_bind, tasks=self.tasks(options), demo=demo_options)
+
+    def tasks(self, options: dict[str, Any]) -> ClusterSupervisor | TaskThread | None:
+        if options["no_tasks"]:
+            return None
+        if settings.SERVE_TASKS == "thread":
+            return TaskThread()
+        return ClusterSupervisor(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=settings.BASE_DIR,
+            pid_file=settings.DATA_DIR / CLUSTER_PID_FILE,
+        )
 
     def start(
         self, runtime: Runtime, loop: asyncio.AbstractEventLoop, options: dict[str, Any]
