@@ -62,6 +62,7 @@ def assert_refused(result: subprocess.CompletedProcess[str], *words: str) -> str
         ("KEBAWEB_Q_WORKERS", "-1", "at least 1"),
         ("KEBAWEB_Q_WORKERS", "0", "at least 1"),
         ("KEBAWEB_Q_WORKERS", "two", "whole number"),
+        ("KEBAWEB_TASKS", "processes", "use thread or cluster"),
         ("ALLOWED_HOSTS", "", "list the host names"),
         ("ALLOWED_HOSTS", " , ", "list the host names"),
         ("KEBAWEB_LOGIN_ATTEMPTS", "0", "at least 1"),
