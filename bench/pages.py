@@ -13,6 +13,14 @@ measures every page again.
 
 Server time is the time Django takes from the request to the last byte of the
 response, in this process (no network); queries are counted on one more request.
+A download (a streamed response: the CSV exports of every session) is marked
+"download" and timed to its first byte, which is what its user waits for before
+the file starts to arrive; the whole file's time and memory are bench/export.py's.
+Its queries and KiB are those of the whole file.
+
+With --keep DIR the database is kept, and a second run reuses it: also after
+growing, so `--keep DIR --stations 200 --more-stations 1000` measures 1,000
+stations at once the second time.
 """
 
 from __future__ import annotations
@@ -428,28 +436,38 @@ class Timing:
     queries: int
     kib: float
     requests: int
+    download: bool = False  # streamed: median_ms is the time to the first byte
 
 
 def measure(client: Any, url: str, repeat: int) -> Timing:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    def fetch() -> tuple[int, int]:
+    def fetch() -> tuple[int, int, bool]:
         response = client.get(url)
         body = b"".join(response.streaming_content) if response.streaming else response.content
-        return response.status_code, len(body)
+        return response.status_code, len(body), response.streaming
+
+    def first_byte() -> None:
+        response = client.get(url)
+        next(iter(response.streaming_content), b"")
+        response.close()  # the rest of the file is not read
 
     started = time.perf_counter()
-    status, size = fetch()  # warms caches, as a page that is used is warm
+    status, size, download = fetch()  # warms caches, as a page that is used is warm
     first_s = time.perf_counter() - started
     times = []
-    for _ in range(3 if first_s > SLOW_S else repeat):
+    for _ in range(3 if first_s > SLOW_S and not download else repeat):
         started = time.perf_counter()
-        fetch()
+        if download:
+            first_byte()
+        else:
+            fetch()
         times.append(time.perf_counter() - started)
     with CaptureQueriesContext(connection) as queries:
         fetch()
-    return Timing(status, statistics.median(times) * 1000, len(queries), size / 1024, len(times))
+    median_ms = statistics.median(times) * 1000
+    return Timing(status, median_ms, len(queries), size / 1024, len(times), download)
 
 
 def measure_all(stations: int, repeat: int, station_id: int) -> list[tuple[Page, Timing]]:
@@ -463,9 +481,10 @@ def measure_all(stations: int, repeat: int, station_id: int) -> list[tuple[Page,
     for page in [*app_pages(samples), *admin_pages(samples, station_id)]:
         timing = measure(client, page.url, repeat)
         results.append((page, timing))
+        label = f"{page.label} (download: time to first byte)" if timing.download else page.label
         print(
             f"  {stations:>5}  {timing.median_ms:9.1f}  {timing.queries:7}  {timing.status:6}"
-            f"  {timing.kib:9.1f}  {page.label}  {page.url}",
+            f"  {timing.kib:9.1f}  {label}  {page.url}",
             flush=True,
         )
     return results
@@ -507,8 +526,9 @@ def main() -> None:
         header()
         measure_all(built.stations, args.repeat, built.first_station)
         if args.more_stations > built.stations:
-            marker.unlink(missing_ok=True)  # no longer the database that was built
+            marker.unlink(missing_ok=True)  # not the database it describes while it grows
             grow_to(built, args.more_stations)
+            marker.write_text(json.dumps(dataclasses.asdict(built)))
             print(f"now {built.stations} stations (the new ones have 3 sessions each, no readings)")
             header()
             measure_all(built.stations, args.repeat, built.first_station)
