@@ -1,6 +1,7 @@
 """RFID cards in the admin: spellings, owners, start/stop, and a blocked card's session stopped."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
@@ -158,6 +161,57 @@ def test_start_is_refused_on_a_station_that_cannot_do_it() -> None:
     )
     assert "cannot start charging with a card" in response.content.decode()
     assert not Command.objects.exists()
+
+
+def card_rows(page: str) -> list[tuple[str, str, str]]:
+    """Each listed card as (label, sessions, energy kWh), in the order shown."""
+    return re.findall(
+        r'<th class="field-tag"><a [^>]*>[0-9A-F]+</a></th><td class="field-label">([^<]*)</td>'
+        r'.*?<td class="field-session_count">(\d+)</td><td class="field-energy">([\d.]+)</td>',
+        page,
+    )
+
+
+@pytest.mark.django_db
+def test_the_card_list_shows_sessions_and_energy_per_card_and_sorts_by_them() -> None:
+    station = Station.objects.create(name="Garage", address=station_address(2))
+    cards = {
+        label: Tag.objects.create(tag=f"0{n}A1B2C3D4E5F607", label=label)
+        for n, label in enumerate(("Anna", "Ben", "Spare"), start=1)
+    }
+    for number, (label, kwh) in enumerate((("Anna", 3.5), ("Anna", 1.5), ("Ben", 7.25))):
+        Session.objects.create(
+            station=station, keba_session_id=number, tag=cards[label], energy_kwh=kwh
+        )
+    client = admin_client()
+    listing = client.get(CARDS).content.decode()
+    by_sessions = client.get(f"{CARDS}?o=-7").content.decode()  # the "sessions" header's link
+    assert sorted(card_rows(listing)) == [
+        ("Anna", "2", "5.000"),
+        ("Ben", "1", "7.250"),
+        ("Spare", "0", "0.000"),
+    ]
+    assert [label for label, _, _ in card_rows(by_sessions)] == ["Anna", "Ben", "Spare"]
+
+
+@pytest.mark.django_db
+def test_the_card_list_takes_as_many_queries_for_many_cards_and_sessions_as_for_one() -> None:
+    station = Station.objects.create(name="Garage", address=station_address(2))
+    client = admin_client()
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(CARDS).status_code == 200
+        return len(queries)
+
+    Tag.objects.create(tag="FF00000000000000", owner=User.objects.create_user("owner0"))
+    one = queries_for_the_list()
+    for n in range(1, 30):
+        card = Tag.objects.create(
+            tag=f"{n:02X}00000000000000", owner=User.objects.create_user(f"owner{n}")
+        )
+        Session.objects.create(station=station, keba_session_id=n, tag=card, energy_kwh=n)
+    assert queries_for_the_list() == one
 
 
 # A blocked card against an emulated station, over real UDP, with a real gateway.
