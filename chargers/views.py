@@ -160,7 +160,6 @@ def sessions(request: HttpRequest) -> HttpResponse:
         found.select_related("station", "tag", "owner").order_by("-started_at", "-id"),
         SESSIONS_PER_PAGE,
     ).get_page(request.GET.get("page"))
-    stations = Station.objects.filter(pk__in=visible.values("station_id")).order_by("name")
     params = request.GET.copy()
     params.pop("page", None)
     context = {
@@ -168,7 +167,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
         "totals": totals,
         "errors": errors,
         "values": {k: request.GET.get(k, "") for k in ("station", "tag", "owner", "from", "to")},
-        "stations": stations,
+        "station_options": session_filters.station_options(request.user, chosen.station_id),
         "owners": get_user_model().objects.filter(pk__in=visible.values("owner_id")),
         "query": params.urlencode(),
     }

@@ -353,6 +353,50 @@ def test_staff_see_all_sessions_on_pages(client: Client) -> None:
     assert "Page 2 of 2" in second
 
 
+def test_the_sessions_page_offers_the_stations_by_site_and_keeps_the_chosen_one(
+    client: Client,
+) -> None:
+    garage, car_park = Site.objects.create(name="Garage"), Site.objects.create(name="Car park")
+    home = p30c("Home box", site=garage)
+    bay = p30c("Bay 1", site=car_park, address="192.0.2.11")
+    p30c("Spare", address="192.0.2.12")
+    Session.objects.create(station=bay, keba_session_id=1, started_at=timezone.now())
+    logged_in(client, "staff")
+    page = page_text(client, f"/sessions/?station={bay.pk}")
+    assert '<optgroup label="Car park">' in page and '<optgroup label="No site">' in page
+    assert f'<option value="{bay.pk}" selected>Bay 1</option>' in page
+    assert f'<option value="{home.pk}">Home box</option>' in page
+    assert "<strong>1</strong> session," in page
+
+
+def test_a_member_is_offered_only_the_stations_of_their_own_sessions(client: Client) -> None:
+    mine, other = p30c("Home box"), p30c("Neighbour", address="192.0.2.11")
+    anna = person("member", "anna")
+    Session.objects.create(station=mine, keba_session_id=1, owner=anna)
+    Session.objects.create(station=other, keba_session_id=1)
+    client.force_login(anna)
+    page = client.get("/sessions/").content.decode()
+    assert "Home box" in page and "Neighbour" not in page
+
+
+def test_the_sessions_page_costs_the_same_queries_for_10_and_200_stations(client: Client) -> None:
+    logged_in(client, "staff")
+    counts = []
+    for total in (10, 200):
+        Station.objects.bulk_create(
+            Station(name=f"S{total}-{n}") for n in range(total - Station.objects.count())
+        )
+        Session.objects.bulk_create(
+            Session(station=station, keba_session_id=1, started_at=timezone.now())
+            for station in Station.objects.filter(sessions=None)
+        )
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get("/sessions/").content.decode()
+        assert f"<strong>{total}</strong> sessions" in page
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
 def test_roles_answer_for_anonymous_users() -> None:
     from chargers import roles
 
