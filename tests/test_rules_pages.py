@@ -6,11 +6,13 @@ from datetime import datetime, time
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 from pytest_django.fixtures import Settings
 
-from chargers.models import Fallback, Override, Rule, Session, Station
+from chargers.models import Fallback, Override, Rule, Session, Site, Station
 from chargers.rules import explain_now
 from tests.people import person
 
@@ -205,3 +207,101 @@ def test_staff_see_rules_and_their_schedules_in_the_admin(client: Client, garage
     assert "Slow by day" in client.get("/admin/chargers/rule/").content.decode()
     schedules = client.get("/admin/django_q/schedule/").content.decode()
     assert f"Rule boundary: rule #{rule.pk}" in schedules
+
+
+# A car park: hundreds of stations
+
+
+def car_park(count: int = 40) -> list[Station]:
+    sites = [Site.objects.create(name="Level 1"), Site.objects.create(name="Level 2")]
+    return Station.objects.bulk_create(
+        Station(name=f"Bay {n:02}", address=f"192.0.2.{100 + n}", site=sites[n % 2])
+        for n in range(count)
+    )
+
+
+def superuser(client: Client) -> Client:
+    admin = person("staff", "admin")
+    admin.is_superuser = True
+    admin.save()
+    client.force_login(admin)
+    return client
+
+
+def test_a_car_park_finds_the_station_to_preview_by_name(member: Client) -> None:
+    car_park()
+    listing = member.get("/rules/").content.decode()
+    found = member.get("/rules/?station=bay 07").content.decode()
+    assert listing.count('href="/rules/station/') == 0 and 'name="station"' in listing
+    assert found.count('href="/rules/station/') == 1 and ">Bay 07</a>" in found
+
+
+def test_a_household_sees_a_link_per_station_to_preview(member: Client, garage: Station) -> None:
+    listing = member.get("/rules/").content.decode()
+    assert f'href="/rules/station/{garage.pk}/">Garage</a>' in listing
+    assert 'name="station"' not in listing
+
+
+def test_the_rule_form_folds_a_car_parks_stations_by_site_and_opens_the_chosen(
+    member: Client,
+) -> None:
+    bays = car_park()
+    empty = " ".join(member.get("/rules/new/").content.decode().split())
+    assert "<details><summary>Level 1 (20 stations)</summary>" in empty
+    assert empty.count('type="checkbox" name="stations"') == 40
+    member.post("/rules/new/", day_limit(bays[3]))
+    rule = Rule.objects.get()
+    editing = " ".join(member.get(f"/rules/{rule.pk}/").content.decode().split())
+    assert "<details open><summary>Level 2 (20 stations, 1 chosen)</summary>" in editing
+    assert f'value="{bays[3].pk}" checked> Bay 03 (192.0.2.103)' in editing
+    assert list(rule.stations.all()) == [bays[3]]
+
+
+@pytest.mark.parametrize("url", ["/rules/", "/rules/new/", "/rules/?station=Bay"])
+def test_the_rule_pages_cost_the_same_queries_for_4_and_40_stations(
+    member: Client, url: str
+) -> None:
+    counts = []
+    for total in (4, 40):
+        Station.objects.all().delete()
+        Site.objects.all().delete()
+        car_park(total)
+        with CaptureQueriesContext(connection) as queries:
+            assert member.get(url).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+def test_staff_choose_a_rules_stations_in_the_admin_with_a_search_box(client: Client) -> None:
+    bays = car_park()
+    superuser(client)
+    page = client.get("/admin/chargers/rule/add/").content.decode()
+    assert "admin-autocomplete" in page and "Bay 07" not in page
+    found = client.get(
+        "/admin/autocomplete/",
+        {"term": "Bay 07", "app_label": "chargers", "model_name": "rule", "field_name": "stations"},
+    ).json()
+    assert [r["text"] for r in found["results"]] == ["Bay 07 (192.0.2.107)"]
+    data = day_limit(bays[7]) | {"stations": [bays[7].pk, bays[8].pk]}
+    assert client.post("/admin/chargers/rule/add/", data).status_code == 302
+    assert set(Rule.objects.get().stations.all()) == {bays[7], bays[8]}
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        ("override", {"kind": "full speed", "created_at_0": "2025-06-04", "created_at_1": "12:00"}),
+        ("fallback", {"enabled": "on", "timeout_s": "60", "current_a": "6"}),
+    ],
+)
+def test_staff_choose_the_station_of_an_override_or_fallback_with_a_search_box(
+    client: Client, model: str, data: dict[str, str]
+) -> None:
+    bays = car_park()
+    superuser(client)
+    page = client.get(f"/admin/chargers/{model}/add/").content.decode()
+    assert "admin-autocomplete" in page and "Bay 07" not in page
+    saved = client.post(f"/admin/chargers/{model}/add/", data | {"station": bays[7].pk})
+    assert saved.status_code == 302
+    stored = Override.objects.get() if model == "override" else Fallback.objects.get()
+    assert stored.station == bays[7]

@@ -6,7 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db.models import F
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from chargers.models import Fallback, Override, Rule, Session, Station
 
@@ -17,6 +21,7 @@ MIN_CURRENT_A = 6
 STATION_MAX_CURRENT_A = 32  # `Max curr` never exceeds 32 A on any KEBA station
 MAX_ENERGY_KWH = Decimal("99999")  # `setenergy` takes at most 999999999 x 0.1 Wh
 FAILSAFE_MIN_S, FAILSAFE_MAX_S = 10, 600
+FEW_STATIONS = 30  # more, and the checklist shows each site folded
 WEEKDAYS = [
     ("0", "Mon"),
     ("1", "Tue"),
@@ -35,6 +40,50 @@ REFERENCE_MONDAY = datetime(2025, 1, 6, tzinfo=UTC)
 
 def _time_input() -> forms.TimeInput:
     return forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
+
+
+class StationChecklist(forms.CheckboxSelectMultiple):
+    """The stations as checkboxes under their site, written in one pass from three
+    columns: Django's option templates took 0.15 ms a station, 150 ms for a car
+    park's 1,000.
+
+    A site folds away unless it holds a chosen station, so a car park opens the
+    site it wants instead of scrolling past every station."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = {str(v) for v in value or ()}
+        stations = self.choices.queryset.values_list(  # type: ignore[attr-defined]
+            "pk", "name", "address", "site__name"
+        )
+        sites: dict[str | None, list[str]] = {}
+        ticked: dict[str | None, int] = {}
+        for pk, station, address, site in stations.order_by(
+            F("site__name").asc(nulls_last=True), "name"
+        ):
+            check = " checked" if str(pk) in chosen else ""
+            ticked[site] = ticked.get(site, 0) + bool(check)
+            sites.setdefault(site, []).append(
+                f'<label class="check"><input type="checkbox" name="{escape(name)}" '
+                f'value="{pk}"{check}> {escape(station)} ({escape(address or "address unknown")})'
+                "</label>"
+            )
+        few = sum(len(boxes) for boxes in sites.values()) <= FEW_STATIONS
+        groups = [
+            format_html(
+                "<details{}><summary>{} ({} station{}{})</summary>{}</details>",
+                " open" if few or ticked[site] else "",
+                site or "No site",
+                len(boxes),
+                pluralize(len(boxes)),
+                f", {ticked[site]} chosen" if ticked[site] else "",
+                mark_safe("".join(boxes)),
+            )
+            for site, boxes in sites.items()
+        ]
+        element_id = (attrs or {}).get("id") or self.attrs.get("id") or ""
+        return format_html('<div id="{}">{}</div>', element_id, mark_safe("".join(groups)))
 
 
 class RuleForm(forms.ModelForm):
@@ -62,7 +111,7 @@ class RuleForm(forms.ModelForm):
         ]
         labels = {"current_a": "Current (A)", "energy_kwh": "Energy cap (kWh)"}
         widgets = {
-            "stations": forms.CheckboxSelectMultiple,
+            "stations": StationChecklist,
             "starts_at": _time_input(),
             "ends_at": _time_input(),
         }

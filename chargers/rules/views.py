@@ -14,14 +14,26 @@ from chargers.models import Fallback, Override, Rule, Station
 from chargers.roles import member_required, viewer_required
 
 from . import explain, preview
-from .forms import FallbackForm, OverrideForm, RuleForm
+from .forms import FEW_STATIONS, FallbackForm, OverrideForm, RuleForm
 
 
 @member_required
 def rule_list(request: HttpRequest) -> HttpResponse:
     rules = Rule.objects.select_related("site", "card_owner").prefetch_related("stations")
-    stations = Station.objects.filter(enabled=True).order_by("name")
-    return render(request, "chargers/rules/list.html", {"rules": rules, "stations": stations})
+    # A link per station while they are few; a car park finds its station by name.
+    wanted = request.GET.get("station", "").strip()
+    stations = Station.objects.filter(enabled=True).order_by("name").only("name")
+    found = list(
+        (stations.filter(name__icontains=wanted) if wanted else stations)[: FEW_STATIONS + 1]
+    )
+    context = {
+        "rules": rules,
+        "stations": found[:FEW_STATIONS],
+        "more_stations": len(found) > FEW_STATIONS,
+        "station_search": wanted or len(found) > FEW_STATIONS,
+        "wanted": wanted,
+    }
+    return render(request, "chargers/rules/list.html", context)
 
 
 def _form_context(form: RuleForm, rule: Rule | None) -> dict[str, object]:
