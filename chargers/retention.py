@@ -1,7 +1,8 @@
-"""Thin old readings so the table stops growing with every poll.
+"""Thin old readings and keep-alives so the tables stop growing with every poll.
 
 Recent readings stay as stored; older ones keep one per minute per station,
 and after a month one per quarter hour (see READINGS_* in the settings).
+Keep-alive commands that went through go after READINGS_FULL_DAYS.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chargers.models import Reading, RetentionProgress, Station
+from chargers.gateway.enforcement import REQUESTED_BY
+from chargers.models import Command, Reading, RetentionProgress, Station
+from chargers.rules.reconcile import KEEP_ALIVE_WHY
 
 ONE_MINUTE = timedelta(minutes=1)
 # Readings are thinned one time slice at a time, all stations together:
@@ -96,6 +99,27 @@ def thin_readings(now: datetime | None = None) -> int:
     elif progress.coarse_done_until is not None:
         minute_from = policy.coarse_before
     deleted += _walk(policy, minute_from, policy.keep_from, minute_done)
+    return deleted
+
+
+def forget_keep_alives(now: datetime | None = None) -> int:
+    """Delete the keep-alive commands that went through before the last
+    READINGS_FULL_DAYS; return how many.
+
+    With a safe fallback armed, the gateway feeds a station's failsafe timer every
+    half timeout (30 s by default): a million rows per station-year that say only
+    that it was fed. Keep-alives that were refused or failed stay, as every other
+    command does."""
+    before = (now or timezone.now()) - timedelta(days=settings.READINGS_FULL_DAYS)
+    fed = Command.objects.filter(
+        requested_by__startswith=f"{REQUESTED_BY}: {KEEP_ALIVE_WHY}",
+        status__in=(Command.Status.VERIFIED, Command.Status.ACKNOWLEDGED),
+        created_at__lt=before,
+    )
+    deleted = 0
+    # In batches: each DELETE holds SQLite's write lock only briefly.
+    while batch := list(fed.values_list("pk", flat=True)[:MAX_PARAMS]):
+        deleted += Command.objects.filter(pk__in=batch).delete()[0]
     return deleted
 
 

@@ -9,8 +9,9 @@ from chargers.rules import schedules
 
 
 def thin_readings_task() -> str:
-    deleted = retention.thin_readings()
-    return f"Thinned old readings: deleted {deleted}."
+    readings = retention.thin_readings()
+    keep_alives = retention.forget_keep_alives()
+    return f"Thinned old readings: deleted {readings}; old keep-alive commands: {keep_alives}."
 
 
 def rule_boundary_task(rule_id: int) -> str:

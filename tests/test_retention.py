@@ -9,8 +9,12 @@ import time_machine
 from django_q.models import Schedule
 from django_q.tasks import async_task, result
 
-from chargers.models import Reading, RetentionProgress, Station
-from chargers.retention import thin_readings
+from chargers.gateway.enforcement import write_commands
+from chargers.kecontact.codec import Report2
+from chargers.models import Command, Reading, RetentionProgress, Station
+from chargers.retention import forget_keep_alives, thin_readings
+from chargers.rules.desired import DesiredState
+from chargers.rules.reconcile import Abilities, Action, Aspect, FallbackSpec, keep_alive
 from tests.emulated import station_address
 
 pytestmark = pytest.mark.django_db
@@ -190,7 +194,7 @@ def test_it_reports_what_the_task_deleted() -> None:
     with time_machine.travel(NOW, tick=False):
         task_id = async_task("chargers.tasks.thin_readings_task", sync=True)
 
-    assert result(task_id) == "Thinned old readings: deleted 659."
+    assert result(task_id) == "Thinned old readings: deleted 659; old keep-alive commands: 0."
 
 
 def test_it_walks_only_what_became_old_since_the_last_run() -> None:
@@ -219,3 +223,43 @@ def test_it_walks_everything_again_when_the_settings_change(settings: Any) -> No
     thin_readings(NOW)
 
     assert kept(station, hour_at(35)) == first_and_every(hour_at(35), timedelta(minutes=30))
+
+
+# Keep-alive commands
+
+
+def written(station: Station, at: datetime, action: Action) -> Command:
+    with time_machine.travel(at, tick=False):
+        write_commands(station.pk, 1.0, lambda recent: [action])
+    return Command.objects.filter(station=station).latest("created_at")
+
+
+def write_keep_alive(station: Station, at: datetime, status: str) -> Command:
+    """The row the gateway writes to feed an armed failsafe, as it writes it."""
+    status_seen = Report2(enabled_user=True, timer_current_a=16.0)
+    abilities = Abilities(current_timer=True, energy_limit=True)
+    action = keep_alive(status_seen, abilities, DesiredState(), FallbackSpec(60, 6))
+    command = written(station, at, action)
+    command.status = status
+    command.save()
+    return command
+
+
+def test_keep_alives_that_went_through_go_after_two_days_and_others_stay() -> None:
+    station = make_station(1)
+    old = NOW - timedelta(days=3)
+    fed = write_keep_alive(station, old, Command.Status.VERIFIED)
+    acknowledged = write_keep_alive(station, old, Command.Status.ACKNOWLEDGED)
+    refused = write_keep_alive(station, old, Command.Status.REFUSED)
+    recent = write_keep_alive(station, NOW - timedelta(days=1), Command.Status.VERIFIED)
+    limit = written(station, old, Action(Aspect.CURRENT, "currtime 10000 1", "rule “Day”"))
+    user = Command.objects.create(
+        station=station, wire="curr 10000", requested_by="admin", status="verified", created_at=old
+    )
+
+    deleted = forget_keep_alives(NOW)
+
+    assert deleted == 2
+    remaining = set(Command.objects.values_list("pk", flat=True))
+    assert fed.pk not in remaining and acknowledged.pk not in remaining
+    assert {refused.pk, recent.pk, limit.pk, user.pk} <= remaining

@@ -72,7 +72,7 @@ async def test_a_due_schedule_runs_and_its_result_is_kept() -> None:
         return results, Schedule.objects.get(pk=schedule.pk)
 
     results, after = await sync_to_async(outcome)()
-    assert results == ["Thinned old readings: deleted 0."]
+    assert results == ["Thinned old readings: deleted 0; old keep-alive commands: 0."]
     # The schedule moved on by a day, so it does not run again at once.
     assert after.next_run > timezone.now() + timedelta(hours=23)
 

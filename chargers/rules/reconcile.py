@@ -137,11 +137,16 @@ def differences(
     return actions
 
 
+# How a keep-alive's row begins to say why it was sent; the daily retention
+# finds the old ones by it (chargers/retention.py).
+KEEP_ALIVE_WHY = "keeps the safe fallback"
+
+
 def keep_alive(
     status: Report2, abilities: Abilities, desired: DesiredState, fallback: FallbackSpec
 ) -> Action:
     """A command that changes nothing but resets the station's failsafe timer."""
-    why = f"keeps the safe fallback ({fallback.timeout_s} s) from tripping"
+    why = f"{KEEP_ALIVE_WHY} ({fallback.timeout_s} s) from tripping"
     if status.enabled_user is False or desired.enabled is False:
         return Action(Aspect.KEEP_ALIVE, "ena 0", why)
     if abilities.current_timer:
