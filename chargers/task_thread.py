@@ -16,11 +16,14 @@ tasks run one at a time. Ours are short and safe to run again.
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from datetime import timedelta
 from multiprocessing import Value
 from queue import SimpleQueue
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.models import Min
 from django.utils import timezone
@@ -39,25 +42,52 @@ log = logging.getLogger(__name__)
 CYCLE_S = 30.0
 
 
+class DaemonThread(Executor):
+    """Runs each call in a new daemon thread: a task still running when serve has
+    waited long enough must not hold the process (its queued row runs again on
+    the next start), and a thread pool's threads are joined at exit."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def call() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threading.Thread(target=call, name="tasks", daemon=True).start()
+        return future
+
+
 class TaskThread:
     """django-q2's scheduler, worker and monitor in one thread, started and stopped with serve."""
 
     def __init__(self, cycle_s: float = CYCLE_S) -> None:
         self.cycle_s = cycle_s
         self._stop = threading.Event()
-        # A daemon: a task still running when serve has waited long enough must
-        # not hold the process; its queued row is run again on the next start.
-        self._thread = threading.Thread(target=self._run, name="tasks", daemon=True)
+        self._running: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
-        self._thread.start()
+        # Through sync_to_async, so that a task's async_to_sync (a rule boundary
+        # waking the gateway) runs on serve's loop, where the channel layer lives.
+        # Any Executor does: asgiref hands it to loop.run_in_executor.
+        loop_work = sync_to_async(
+            self._run,
+            thread_sensitive=False,
+            executor=DaemonThread(),  # type: ignore[call-overload]
+        )
+        self._running = asyncio.ensure_future(loop_work())
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join, timeout_s)
-            if self._thread.is_alive():
-                log.warning("a scheduled task did not finish within %.0f s; leaving it", timeout_s)
+        if self._running is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), timeout_s)
+        except TimeoutError:
+            log.warning("a scheduled task did not finish within %.0f s; leaving it", timeout_s)
 
     def _run(self) -> None:
         broker = get_broker()

@@ -7,15 +7,19 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.utils import timezone
 from django_q.models import Failure, Schedule, Success
 from django_q.signals import post_execute
 
+from chargers.live import GATEWAY_GROUP
+from chargers.models import Rule
+from chargers.rules.schedules import schedule_name
 from chargers.task_thread import TaskThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,3 +99,28 @@ async def test_a_failing_task_is_recorded_and_the_next_one_still_runs() -> None:
     failed, succeeded = await sync_to_async(outcome)()
     assert len(failed) == 1 and "no_such_task is not defined" in failed[0]
     assert succeeded == ["Rule #999999 no longer exists; its schedule is removed."]
+
+
+async def test_a_rule_boundary_it_runs_wakes_the_gateway_at_once() -> None:
+    # The boundary task runs in serve's process: its wake-up must reach the
+    # gateway through the channel layer on serve's loop, as a web view's does.
+    def arrange() -> None:
+        rule = Rule.objects.create(
+            name="Day", kind="current", starts_at=time(7), ends_at=time(22), current_a=10
+        )
+        Schedule.objects.filter(name=schedule_name(rule.pk)).update(
+            next_run=timezone.now() - timedelta(seconds=1)
+        )
+
+    await sync_to_async(arrange)()
+    layer = get_channel_layer()
+    assert layer is not None
+    gateway = await layer.new_channel()
+    await layer.group_add(GATEWAY_GROUP, gateway)
+    try:
+        async with task_thread():
+            message = await asyncio.wait_for(layer.receive(gateway), 30)
+    finally:
+        await layer.group_discard(GATEWAY_GROUP, gateway)
+
+    assert message == {"type": "gateway.rules"}
