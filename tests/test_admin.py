@@ -308,6 +308,21 @@ def test_it_refuses_a_tag_that_is_not_hexadecimal() -> None:
     assert "must be hexadecimal" in error and not Tag.objects.exists()
 
 
+def test_it_corrects_who_charged_a_session_with_search_boxes_for_card_and_owner() -> None:
+    station = Station.objects.create(name="Garage", address=station_address(2))
+    cards = [Tag.objects.create(tag=f"04A1B2C3{n:08X}", label=f"card {n}") for n in range(40)]
+    anna = User.objects.create_user("anna", first_name="Anna")
+    session = Session.objects.create(station=station, keba_session_id=7, tag=cards[0])
+    client = admin_client()
+    url = f"/admin/chargers/session/{session.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'data-field-name="tag"' in page and 'data-field-name="owner"' in page
+    assert "card 39" not in page  # not one option per card: they are searched for
+    assert client.post(url, {"tag": cards[39].pk, "owner": anna.pk}).status_code == 302
+    session.refresh_from_db()
+    assert (session.tag, session.owner) == (cards[39], anna)
+
+
 @pytest.mark.parametrize(
     "model", ["station", "command", "session", "tag", "event", "reading", "site"]
 )

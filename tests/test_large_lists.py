@@ -1,15 +1,19 @@
-"""Admin lists over tables that grow for years: dated ranges and a count that stops early."""
+"""Admin lists over tables that grow for years (dated ranges and a count that stops early)
+and over a car park's many stations (a sidebar that stays short, a search by name)."""
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chargers import admin_lists
-from chargers.models import Command, Event, Reading, Session, Station
+from chargers.models import Command, Event, Reading, Session, Site, Station
 from tests.emulated import station_address
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +74,91 @@ def test_it_narrows_a_list_to_the_last_seven_days(model: str, field: str) -> Non
     assert context["cl"].result_count == 2
     assert narrowed.status_code == 200
     assert narrowed.context["cl"].result_count == 1
+
+
+# A car park's many stations
+
+
+def car_park(count: int) -> list[Station]:
+    """`count` bays on two levels, each with one row of every kind."""
+    levels = [Site.objects.create(name="Level 1"), Site.objects.create(name="Level 2")]
+    bays = Station.objects.bulk_create(
+        Station(name=f"Bay {n:02}", address=f"192.0.2.{100 + n}", site=levels[n % 2])
+        for n in range(count)
+    )
+    now = timezone.now()
+    for bay in bays:
+        Reading.objects.create(station=bay, at=now, power_w=0)
+        Event.objects.create(station=bay, at=now, kind="state", message=f"{bay.name} charging")
+        Session.objects.create(station=bay, keba_session_id=1, started_at=now)
+        Command.objects.create(station=bay, wire="curr 10000", created_at=now)
+    return bays
+
+
+def station_links(page: str) -> int:
+    return page.count("station__id__exact=")
+
+
+MODELS = ["reading", "event", "session", "command"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_sidebar_lists_a_households_stations(model: str) -> None:
+    car_park(3)
+    page = admin_client().get(f"/admin/chargers/{model}/").content.decode()
+    assert station_links(page) == 3 and "Bay 02 (192.0.2.102)" in page
+    assert "Too many stations to list" not in page
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_car_parks_sidebar_offers_the_site_and_the_search_box_instead_of_40_stations(
+    model: str,
+) -> None:
+    car_park(40)
+    page = admin_client().get(f"/admin/chargers/{model}/").content.decode()
+    assert station_links(page) == 0 and "Too many stations to list" in page
+    assert "station__site__id__exact=" in page and ">Level 2</a>" in page
+    assert 'id="searchbar"' in page
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_link_to_one_stations_rows_still_narrows_the_list_and_names_it(model: str) -> None:
+    bays = car_park(40)
+    response: Any = admin_client().get(f"/admin/chargers/{model}/?station__id__exact={bays[7].pk}")
+    page = response.content.decode()
+    assert response.context["cl"].result_count == 1
+    chosen = rf'<li class="selected">\s*<a href="\?station__id__exact={bays[7].pk}">Bay 07'
+    assert re.search(chosen, page) and "Bay 08" not in page
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_search_box_and_the_site_filter_find_a_car_parks_rows(model: str) -> None:
+    bays = car_park(40)
+    client = admin_client()
+    named: Any = client.get(f"/admin/chargers/{model}/", {"q": "bay 07"})
+    nobody: Any = client.get(f"/admin/chargers/{model}/", {"q": "Bay 99"})
+    level: Any = client.get(f"/admin/chargers/{model}/?station__site__id__exact={bays[1].site_id}")
+    assert [row.station for row in named.context["cl"].result_list] == [bays[7]]
+    assert nobody.context["cl"].result_count == 0
+    assert level.context["cl"].result_count == 20
+
+
+def test_the_event_search_still_finds_words_of_a_message() -> None:
+    (bay, *_) = car_park(3)
+    Event.objects.create(station=bay, kind="online", message="answers again")
+    found: Any = admin_client().get("/admin/chargers/event/", {"q": "answers again"})
+    assert [e.message for e in found.context["cl"].result_list] == ["answers again"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_list_takes_as_many_queries_for_40_stations_as_for_4(model: str) -> None:
+    client = admin_client()
+    counts = []
+    for total in (4, 40):
+        Station.objects.all().delete()
+        Site.objects.all().delete()
+        car_park(total)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"/admin/chargers/{model}/").status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
