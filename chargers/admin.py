@@ -11,7 +11,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -86,54 +85,6 @@ class DiscoverForm(forms.Form):
             ) from None
 
 
-class RecentFormSet(BaseInlineFormSet):
-    """Only the newest rows: a busy station has thousands."""
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if not hasattr(self, "_recent"):
-            # Each row's title names its station: one join, not a query per row.
-            self._recent = super().get_queryset().select_related("station")[:RECENT]
-        return self._recent
-
-
-class RecentInline(admin.TabularInline):
-    formset = RecentFormSet
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class RecentCommandInline(RecentInline):
-    model = Command
-    verbose_name_plural = f"recent commands (newest first, at most {RECENT})"
-    fields = readonly_fields = (
-        "wire",
-        "requested_by",
-        "status",
-        "attempts",
-        "reason",
-        "created_at",
-        "finished_at",
-    )
-    ordering = ("-created_at", "-id")
-    show_change_link = True
-
-
-class RecentEventInline(RecentInline):
-    model = Event
-    verbose_name_plural = f"recent events (newest first, at most {RECENT})"
-    fields = readonly_fields = ("at", "kind", "message")
-    ordering = ("-at", "-id")
-
-
 @admin.register(Station)
 class StationAdmin(admin.ModelAdmin):
     list_display = (
@@ -147,6 +98,7 @@ class StationAdmin(admin.ModelAdmin):
     )
     list_filter = ("is_online", "site", "enabled")
     list_select_related = ("site",)
+    list_per_page = 50  # rendering is most of such a page's time: 100 rows take 40 ms
     search_fields = ("name", "address", "serial")
     add_fieldsets = ((None, {"fields": ("name", "address")}),)
     # What the gateway reads from the station: shown, never edited here.
@@ -167,7 +119,9 @@ class StationAdmin(admin.ModelAdmin):
         ("Latest status", {"fields": latest_status}),
     )
     readonly_fields = identity + latest_status
-    inlines = (RecentCommandInline, RecentEventInline)
+    # The newest commands and events are plain tables (change_form.html): read-only
+    # inlines built a form per row, 20 ms for 40 rows.
+    change_form_template = "admin/chargers/station/change_form.html"
 
     @admin.display(description="state")
     def state_label(self, station: Station) -> str:
@@ -235,8 +189,22 @@ class StationAdmin(admin.ModelAdmin):
             kwargs["form"] = AddStationForm
         return super().get_form(request, obj, change, **kwargs)
 
-    def get_inlines(self, request: HttpRequest, obj: Station | None) -> Any:
-        return self.inlines if obj is not None else ()
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Station | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context |= {
+                "recent": RECENT,
+                "recent_commands": obj.commands.order_by("-created_at", "-id")[:RECENT],
+                "recent_events": obj.events.order_by("-at", "-id")[:RECENT],
+            }
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: Station, form: Any, change: bool) -> None:
         # A new station was stored by register_station while the form was checked.
