@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -389,8 +390,10 @@ def admin_pages(samples: dict[str, int], station_id: int) -> Iterator[Page]:
     from django.urls import NoReverseMatch, reverse
 
     yield Page("admin index", reverse("admin:index"))
-    today = datetime.now(UTC).date()
-    week = f"__gte={today - timedelta(days=7)}&{{field}}__lt={today + timedelta(days=1)}"
+    # Aware midnights, as the filter's own "Past 7 days" link has them (a date alone
+    # makes Django warn about a naive datetime).
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    week = (today - timedelta(days=7), today + timedelta(days=1))
     for model, model_admin in sorted(admin.site._registry.items(), key=lambda i: i[0].__name__):
         info = f"{model._meta.app_label}_{model._meta.model_name}"
         name = f"admin {model._meta.app_label}.{model._meta.model_name}"
@@ -403,7 +406,8 @@ def admin_pages(samples: dict[str, int], station_id: int) -> Iterator[Page]:
             if isinstance(spec, tuple) and issubclass(spec[1], DateFieldListFilter):
                 yield Page(
                     f"{name} list, last 7 days",
-                    f"{changelist}?{spec[0]}" + week.format(field=spec[0]),
+                    f"{changelist}?"
+                    + urlencode({f"{spec[0]}__gte": str(week[0]), f"{spec[0]}__lt": str(week[1])}),
                 )
         if model_admin.date_hierarchy:
             year = datetime.now(UTC).year
