@@ -134,8 +134,9 @@ def station_options(user: Any, chosen_id: int | None) -> SafeString:
     for pk, name, site in rows:
         selected = " selected" if pk == chosen_id else ""
         sites.setdefault(site, []).append(f'<option value="{pk}"{selected}>{escape(name)}</option>')
-    if len(sites) == 1:
-        return mark_safe("".join(*sites.values()))
+    if len(sites) == 1:  # all on one site, or none: no groups to tell apart
+        (options,) = sites.values()
+        return mark_safe("".join(options))
     return mark_safe(
         "".join(
             f'<optgroup label="{escape(site or "No site")}">{"".join(options)}</optgroup>'
