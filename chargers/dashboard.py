@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.forms import Form
 from django.utils import timezone
 
@@ -58,12 +58,21 @@ def live_fields(station: Station) -> dict[str, Any]:
 
 
 def stations_with_status() -> "Any":
-    changed = Event.objects.filter(
-        station=OuterRef("pk"), kind__in=[Event.Kind.ONLINE, Event.Kind.OFFLINE]
-    ).order_by("-at")
+    # MAX rather than ORDER BY at DESC LIMIT 1: SQLite then reads the index on
+    # (station, kind, at), where the sorted form walked all of a station's events
+    # (30 ms for a page of 24 stations with a year of events).
+    changed = (
+        Event.objects.filter(
+            station=OuterRef("pk"), kind__in=[Event.Kind.ONLINE, Event.Kind.OFFLINE]
+        )
+        .order_by()
+        .values("station")
+        .annotate(last=Max("at"))
+        .values("last")
+    )
     return (
         Station.objects.filter(enabled=True)
-        .annotate(online_changed_at=Subquery(changed.values("at")[:1]))
+        .annotate(online_changed_at=Subquery(changed))
         .order_by("name")
     )
 

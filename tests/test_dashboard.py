@@ -1,6 +1,6 @@
 """The dashboard's pages and controls, as each role meets them."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -424,3 +424,41 @@ def test_energy_per_day_is_the_meters_rise_over_each_local_day(settings: Setting
         ("2025-03-04", 8.0),
     ]
     assert len(days) == 30
+
+
+def test_the_last_day_chart_averages_readings_in_their_five_minute_slots() -> None:
+    station = p30c()
+    now = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
+    readings = [
+        (datetime(2025, 3, 4, 10, 0, 10, tzinfo=UTC), 10000.0),
+        (datetime(2025, 3, 4, 10, 4, 50, tzinfo=UTC), 11000.0),  # the same slot
+        (datetime(2025, 3, 4, 10, 5, 0, tzinfo=UTC), 4000.0),  # the next one
+        (datetime(2025, 3, 4, 11, 59, 0, tzinfo=UTC), 7000.0),
+        (datetime(2025, 3, 3, 11, 0, 0, tzinfo=UTC), 9000.0),  # over a day ago
+    ]
+    Reading.objects.bulk_create(
+        Reading(station=station, at=at, power_w=watts, current_1_a=watts / 690)
+        for at, watts in readings
+    )
+
+    power, currents = charts.last_day(station.pk, now=now)
+
+    [(series, _)] = power.lines
+    assert series.points == [
+        (datetime(2025, 3, 4, 10, 0, tzinfo=UTC), 10.5),
+        (datetime(2025, 3, 4, 10, 5, tzinfo=UTC), 4.0),
+        (datetime(2025, 3, 4, 11, 55, tzinfo=UTC), 7.0),
+    ]
+    assert [round(amps, 1) for _, amps in currents.lines[0][0].points] == [15.2, 5.8, 10.1]
+
+
+def test_the_last_day_chart_works_with_every_query_logged(settings: Settings) -> None:
+    # DEBUG keeps each query's text, formatting it with its parameters.
+    station = p30c()
+    Reading.objects.create(station=station, at=timezone.now(), power_w=1000.0)
+    connection.force_debug_cursor = True
+    try:
+        power, _ = charts.last_day(station.pk)
+    finally:
+        connection.force_debug_cursor = False
+    assert len(power.lines[0][0].points) == 1
