@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 
 import chargers.card_admin  # noqa: F401 (registers RFID cards and tariffs)
 from chargers import services, session_actions
-from chargers.admin_lists import ByStation, GrowingList, PlainCheckbox, StationFilter
+from chargers.admin_lists import ByStation, GrowingList, StationFilter
 from chargers.kecontact.codec import PlugState
 from chargers.kecontact.errors import InvalidValue
 from chargers.models import Command, Event, Reading, Session, Site, Station
@@ -86,7 +86,7 @@ class DiscoverForm(forms.Form):
 
 
 @admin.register(Station)
-class StationAdmin(PlainCheckbox, admin.ModelAdmin):
+class StationAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "address",
@@ -300,7 +300,7 @@ class AddCommandForm(forms.ModelForm):
 
 
 @admin.register(Command)
-class CommandAdmin(PlainCheckbox, ByStation, admin.ModelAdmin):
+class CommandAdmin(ByStation, admin.ModelAdmin):
     list_display = (
         "created_at",
         "station",
@@ -364,7 +364,7 @@ class IncompleteFilter(admin.SimpleListFilter):
 
 
 @admin.register(Session)
-class SessionAdmin(PlainCheckbox, ByStation, admin.ModelAdmin):
+class SessionAdmin(ByStation, admin.ModelAdmin):
     list_display = (
         "station",
         "keba_session_id",

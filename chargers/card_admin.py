@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from chargers import rfid_cards
-from chargers.admin_lists import PlainCheckbox
 from chargers.kecontact.commands import normalise_tag
 from chargers.kecontact.errors import InvalidValue
 from chargers.models import Session, Station, Tag, Tariff
@@ -123,7 +122,7 @@ class SeenFilter(admin.SimpleListFilter):
 
 
 @admin.register(Tag)
-class TagAdmin(PlainCheckbox, admin.ModelAdmin):
+class TagAdmin(admin.ModelAdmin):
     form = CardForm
     list_display = (
         "tag",
