@@ -7,7 +7,7 @@ points, never every row.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -15,6 +15,7 @@ from django.db.models import Avg, F, Func, IntegerField
 from django.utils import timezone
 
 from chargers.models import Reading
+from chargers.session_filters import local_midnight
 
 SLOT_MINUTES = 5
 WIDTH, HEIGHT, PAD = 600, 160, 4
@@ -147,10 +148,6 @@ METER_READING = (
     " AND total_energy_kwh IS NOT NULL AND at >= %s AND at < %s AND at <= %s"
     " ORDER BY at {order} LIMIT 1)"
 )
-
-
-def local_midnight(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _chart(title: str, unit: str, series: list[Series], start: datetime, end: datetime) -> Chart:

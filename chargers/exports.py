@@ -14,13 +14,24 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, DecimalField, FloatField, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db.models import (
+    Case,
+    Count,
+    DateField,
+    DecimalField,
+    FloatField,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 
 from chargers.kecontact.codec import EndReason
 from chargers.models import Session
+from chargers.session_filters import local_midnight
 
 BOM = "\ufeff"
 # Excel, LibreOffice and Google Sheets all treat these as the start of a formula;
@@ -210,7 +221,7 @@ def monthly_totals(sessions: QuerySet[Session]) -> QuerySet[Session, dict[str, A
     zero = Decimal(0)
     return (
         sessions.order_by()
-        .annotate(month=TruncMonth("started_at", tzinfo=timezone.get_default_timezone()))
+        .annotate(month=local_month(sessions))
         .values("owner", "month", "currency")
         .annotate(
             sessions=Count("pk"),
@@ -222,6 +233,25 @@ def monthly_totals(sessions: QuerySet[Session]) -> QuerySet[Session, dict[str, A
         )
         .order_by("owner", "month", "currency")
     )
+
+
+def local_month(sessions: QuerySet[Session]) -> Case:
+    """The first day of the local calendar month each session started in.
+
+    A CASE over the months the sessions span, which the database compares
+    natively: on SQLite, TruncMonth with a time zone calls Python for every row
+    (0.5 s for 100,000 sessions)."""
+    # Two look-ups on the index: MIN and MAX in one query scan the table.
+    starts = sessions.order_by("started_at").values_list("started_at", flat=True)
+    first, last = starts.first(), starts.last()
+    months: list[When] = []
+    if first is not None and last is not None:
+        month = timezone.localtime(first).date().replace(day=1)
+        while local_midnight(month) <= last:
+            following = (month + timedelta(days=31)).replace(day=1)
+            months.append(When(started_at__lt=local_midnight(following), then=Value(month)))
+            month = following
+    return Case(*months, default=None, output_field=DateField())
 
 
 def export_totals(sessions: QuerySet[Session], fmt: CsvFormat) -> Iterator[str]:
