@@ -2,7 +2,6 @@
 station over real UDP, and the card and its live frames say so."""
 
 import asyncio
-import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -19,11 +18,17 @@ from chargers.kecontact.emulator import Car
 from chargers.models import Override, Session, Station
 from tests.emulated import station_address, wait_for
 from tests.people import person
-from tests.test_rules_gateway import add_rule, add_station, running, until, verified, world
+from tests.test_rules_gateway import (
+    VIENNA,
+    add_rule,
+    add_station,
+    running,
+    until,
+    verified,
+    world,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-VIENNA = zoneinfo.ZoneInfo("Europe/Vienna")
 
 
 @pytest.fixture(autouse=True)

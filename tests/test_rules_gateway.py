@@ -72,6 +72,17 @@ def verified(wire: str, count: int = 1) -> Callable[[], bool]:
     return lambda: Command.objects.filter(wire=wire, status="verified").count() >= count
 
 
+async def charging_under_day_limit(fleet: Fleet) -> tuple[EmulatedStation, Station, Rule]:
+    """A P30 with a car charging at up to 32 A, and the rule "07:00-22:00 at most 10 A"."""
+    emulated = await fleet.add(station_address(2), "p30c")
+    emulated.plug_in(Car(max_current_a=32))
+    station = await sync_to_async(add_station)(2)
+    rule = await sync_to_async(add_rule)(
+        station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
+    )
+    return emulated, station, rule
+
+
 def at_the_station(station: EmulatedStation, wire: str) -> None:
     """Someone changes a setting at the station itself (another app, the installer)."""
     station._execute(parse_command(wire))
@@ -83,12 +94,7 @@ def local(clock: Clock) -> datetime:
 
 async def test_a_window_starts_and_its_limit_reaches_the_station() -> None:
     async with world("2025-06-04T06:59:00") as (fleet, client, clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        rule = await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, _, rule = await charging_under_day_limit(fleet)
         async with running(client):
             await wait_for(lambda: emulated.offered_ma() == 10000, 30)
             reached_at = local(clock)
@@ -100,12 +106,7 @@ async def test_a_window_starts_and_its_limit_reaches_the_station() -> None:
 
 async def test_a_replugged_car_inside_the_window_gets_the_limit_again() -> None:
     async with world("2025-06-04T12:00:00") as (fleet, client, _clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
             await until(verified("currtime 10000 1"))
             emulated.unplug()  # the station forgets currtime
@@ -117,12 +118,7 @@ async def test_a_replugged_car_inside_the_window_gets_the_limit_again() -> None:
 
 async def test_the_limit_returns_after_the_station_reboots() -> None:
     async with world("2025-06-04T12:00:00") as (fleet, client, _clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
             await until(verified("currtime 10000 1"))
             emulated.reboot()
@@ -133,12 +129,7 @@ async def test_the_limit_returns_after_the_station_reboots() -> None:
 
 async def test_a_current_changed_at_the_station_is_corrected_once() -> None:
     async with world("2025-06-04T12:00:00", speed=50) as (fleet, client, _clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
             await until(verified("currtime 10000 1"))
             at_the_station(emulated, "currtime 16000 0")
@@ -218,12 +209,7 @@ async def test_a_weekly_cap_per_card_owner_holds_across_two_stations() -> None:
 
 async def test_an_override_beats_a_rule_and_expires() -> None:
     async with world("2025-06-04T12:00:00", speed=50) as (fleet, client, clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, station, _ = await charging_under_day_limit(fleet)
         async with running(client):
             await until(verified("currtime 10000 1"))
             await sync_to_async(Override.objects.create)(
@@ -293,12 +279,7 @@ async def test_on_the_fall_back_night_a_window_in_the_repeated_hour_is_applied_o
 async def test_a_boundary_missed_while_everything_was_down_is_made_true_at_start() -> None:
     # No task cluster and no gateway at 07:00: the gateway started at 09:00 still applies it.
     async with world("2025-06-04T09:00:00") as (fleet, client, _clock):
-        emulated = await fleet.add(station_address(2), "p30c")
-        emulated.plug_in(Car(max_current_a=32))
-        station = await sync_to_async(add_station)(2)
-        await sync_to_async(add_rule)(
-            station, kind="current", starts_at=time(7), ends_at=time(22), current_a=10
-        )
+        emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
             await until(verified("currtime 10000 1"))
             await wait_for(lambda: emulated.offered_ma() == 10000)
