@@ -50,17 +50,20 @@ Station.objects.create(name="Carport", address={CARPORT!r}, poll_interval_s=5)
 """
 
 
-def prepare(data_dir: Path) -> None:
+def prepare(data_dir: Path, set_up: str = SET_UP) -> None:
+    """A migrated database in `data_dir` with what the Python text `set_up` creates."""
     env = environment(data_dir)
-    for command in (["migrate", "-v", "0"], ["shell", "-c", SET_UP]):
+    for command in (["migrate", "-v", "0"], ["shell", "-c", set_up]):
         subprocess.run([sys.executable, str(MANAGE), *command], env=env, check=True)
 
 
 @asynccontextmanager
-async def serve(data_dir: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def serve(
+    data_dir: Path, port: int, udp_bind: str = UDP_BIND
+) -> AsyncIterator[asyncio.subprocess.Process]:
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, str(MANAGE), "serve", "--port", str(port), "--no-tasks"],
-        *["--udp-bind", UDP_BIND],
+        *["--udp-bind", udp_bind],
         env=environment(data_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

@@ -2,10 +2,6 @@
 and an emulated station: the card names the rule, then the override, then the rule again."""
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from playwright.async_api import async_playwright
@@ -14,14 +10,8 @@ from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from tests.emulated import BROADCAST, station_address
 from tests.people import PASSWORD
-from tests.test_dashboard_browser import ARTEFACTS, PHONE, WAIT_MS, fits, log_in
-from tests.test_serve import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    MANAGE,
-    environment,
-    free_port,
-)
+from tests.test_dashboard_browser import ARTEFACTS, PHONE, WAIT_MS, fits, log_in, prepare, serve
+from tests.test_serve import CHROMIUM, CHROMIUM_FLAGS, free_port
 from tests.test_serve import (
     pytestmark as serve_only,
 )
@@ -42,36 +32,10 @@ Rule.objects.create(name="Day", kind="current", current_a=10).stations.add(garag
 """
 
 
-def prepare(data_dir: Path) -> None:
-    env = environment(data_dir)
-    for command in (["migrate", "-v", "0"], ["shell", "-c", SET_UP]):
-        subprocess.run([sys.executable, str(MANAGE), *command], env=env, check=True)
-
-
-@asynccontextmanager
-async def serve(data_dir: Path, port: int) -> AsyncIterator[None]:
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, str(MANAGE), "serve", "--port", str(port), "--no-tasks"],
-        *["--udp-bind", UDP_BIND],
-        env=environment(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(60):
-            while b"kebaweb is running at" not in (line := await process.stdout.readline()):
-                assert line, "serve exited before it was ready"
-        yield
-    finally:
-        process.kill()
-        await process.wait()
-
-
 async def test_a_member_overrides_a_rule_from_the_card_and_ends_it(tmp_path: Path) -> None:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    await asyncio.to_thread(prepare, tmp_path)
+    await asyncio.to_thread(prepare, tmp_path, SET_UP)
     async with (
         Fleet(Clock(1), Timing(), broadcast=BROADCAST) as fleet,
         async_playwright() as playwright,
@@ -81,7 +45,7 @@ async def test_a_member_overrides_a_rule_from_the_card_and_ends_it(tmp_path: Pat
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
         )
-        async with serve(tmp_path, port):
+        async with serve(tmp_path, port, UDP_BIND):
             page = await log_in(browser, port, "anna", PHONE)
             garage = page.locator("article.station", has_text="Garage")
             # The gateway applies the rule; the card says whose limit it is.
