@@ -31,7 +31,7 @@ from typing import Any
 from chargers.kecontact.emulator import Car, EmulatedStation, Faults, Fleet, SessionRecord
 from chargers.kecontact.timing import Clock
 from tests.databases import ChildDatabase, migrated_database
-from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address
+from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, free_port, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 SPEED = 50.0  # station seconds per real second
@@ -816,13 +816,6 @@ async def loss_with_reboots() -> Result:
 # Whole programs: `serve` and the admin
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _clusters(data_dir: Path) -> list[int]:
     """Top-level django-q2 clusters started for `data_dir` (workers are their children)."""
     found: dict[int, int] = {}
@@ -877,11 +870,11 @@ async def _serve(
 
 async def cluster_after_kill() -> Result:
     async with scenario("8 the task cluster after kill -9 of serve") as run:
-        first = await _serve(run, _free_port(), tasks="cluster")
+        first = await _serve(run, free_port(), tasks="cluster")
         await run.until("a cluster to start", lambda: len(_clusters(run.data_dir)) >= 1, 60)
         first.kill()
         await first.wait()
-        second = await _serve(run, _free_port(), tasks="cluster")
+        second = await _serve(run, free_port(), tasks="cluster")
         try:
             await run.until(
                 "the orphaned cluster to end", lambda: len(_clusters(run.data_dir)) <= 1, 15
@@ -955,7 +948,7 @@ async def concurrent_admin_adds() -> Result:
             env=env,
         )
         await maker.wait()
-        port = _free_port()
+        port = free_port()
         server = await _serve(run, port, "--no-tasks")
         try:
             base = f"http://127.0.0.1:{port}"

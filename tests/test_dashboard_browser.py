@@ -15,14 +15,13 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
-from tests.emulated import BROADCAST, station_address
+from tests.emulated import BROADCAST, free_port, station_address
 from tests.people import PASSWORD
 from tests.test_serve import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     MANAGE,
     environment,
-    free_port,
 )
 from tests.test_serve import (
     pytestmark as serve_only,

@@ -8,10 +8,10 @@ from playwright.async_api import async_playwright
 
 from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
-from tests.emulated import BROADCAST, station_address
+from tests.emulated import BROADCAST, free_port, station_address
 from tests.people import PASSWORD
 from tests.test_dashboard_browser import ARTEFACTS, PHONE, WAIT_MS, fits, log_in, prepare, serve
-from tests.test_serve import CHROMIUM, CHROMIUM_FLAGS, free_port
+from tests.test_serve import CHROMIUM, CHROMIUM_FLAGS
 from tests.test_serve import (
     pytestmark as serve_only,
 )

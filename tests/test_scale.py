@@ -4,7 +4,6 @@ file, or in the scaled half of the suite a PostgreSQL database."""
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from chargers.kecontact.emulator import Fleet
 from tests.databases import migrated_database
-from tests.emulated import BROADCAST, station_address
+from tests.emulated import BROADCAST, free_port, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 # Not the run's GATEWAY_HOST: a gateway left over from another test must not matter here.
@@ -25,13 +24,6 @@ station = services.register_station("Garage", "{STATION}")
 services.queue_command(station, "curr 10000", "scale test")
 print("registered", station.serial)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

@@ -4,7 +4,6 @@ cluster and two daphne processes, sharing PostgreSQL and Redis; and backups."""
 import asyncio
 import json
 import signal
-import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -22,7 +21,7 @@ from websockets.asyncio.client import connect
 from chargers.kecontact.emulator import Fleet
 from tests import fault_scenarios as scenarios
 from tests.databases import ChildDatabase, migrated_database
-from tests.emulated import BROADCAST, station_address
+from tests.emulated import BROADCAST, free_port, station_address
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 DAPHNE = Path(sys.executable).with_name("daphne")
@@ -30,13 +29,6 @@ DAPHNE = Path(sys.executable).with_name("daphne")
 GATEWAY = station_address(220)
 STATION = station_address(221)
 PASSWORD = "scaled-pass-1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

@@ -5,7 +5,6 @@ import http.cookiejar
 import os
 import re
 import signal
-import socket
 import sqlite3
 import sys
 import urllib.parse
@@ -22,7 +21,7 @@ from pytest_django.fixtures import Settings
 from chargers.demo import DEMO_SERIALS, DEMO_USERNAME
 from chargers.kecontact.emulator import Fleet
 from chargers.runtime import BackOff, ClusterSupervisor, DemoOptions, RestartPolicy, Runtime
-from tests.emulated import BROADCAST, GATEWAY_HOST, station_address
+from tests.emulated import BROADCAST, GATEWAY_HOST, free_port, station_address
 
 pytestmark = pytest.mark.sqlite_only(
     reason="`serve` is the embedded layout: one process over the SQLite file in its data dir; "
@@ -47,13 +46,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def serve_command(port: int, *options: str, tasks: str | None = None) -> list[str]:
