@@ -14,7 +14,6 @@ Prints:
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,20 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def set_up_django(data_dir: Path) -> None:
-    os.environ["KEBAWEB_DATA_DIR"] = str(data_dir)
-    os.environ["KEBAWEB_DEBUG"] = "0"
-    os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "kebaweb.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from django_setup import set_up_django  # beside this file
 
 
 def percentiles(samples: list[float]) -> str:
@@ -220,7 +206,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        set_up_django(Path(data_dir))
+        set_up_django(Path(data_dir), ALLOWED_HOSTS="testserver,127.0.0.1")
         print(f"publish → frame:  {percentiles(asyncio.run(publish_to_frame(options.samples)))}")
         print(f"station → frame:  {percentiles(asyncio.run(station_to_frame(options.plugs)))}")
         dashboard_cost([10, 200], options.repeat)

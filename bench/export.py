@@ -12,7 +12,6 @@ allocations during a second run of the same step.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -25,21 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def set_up_django() -> None:
-    # Nothing here may touch the user's own data, even by accident.
-    os.environ["KEBAWEB_DATA_DIR"] = tempfile.mkdtemp(prefix="kebaweb-bench-export-")
-    os.environ["KEBAWEB_DEBUG"] = "0"  # DEBUG keeps every query: it would skew memory
-    os.environ["KEBAWEB_TIME_ZONE"] = "Europe/Vienna"
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "kebaweb.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from django_setup import set_up_django  # beside this file
 
 
 def build(count: int) -> None:
@@ -105,7 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     args = parser.parse_args()
-    set_up_django()
+    # Nothing here may touch the user's own data, even by accident.
+    data_dir = Path(tempfile.mkdtemp(prefix="kebaweb-bench-export-"))
+    set_up_django(data_dir, KEBAWEB_TIME_ZONE="Europe/Vienna")
     from chargers import exports
     from chargers.models import Session
 

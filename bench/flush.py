@@ -20,19 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from django_setup import set_up_django  # beside this file
+
 AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def set_up_django(data_dir: Path) -> None:
-    os.environ["KEBAWEB_DATA_DIR"] = str(data_dir)
-    os.environ["KEBAWEB_DEBUG"] = "0"
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "kebaweb.settings"
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def measure(count: int, flushes: int) -> tuple[float, float, int]:
@@ -83,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"$ {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="kebaweb-flush-") as data_dir:
-        set_up_django(Path(data_dir))
+        set_up_django(Path(data_dir), keep_database_url=True)
         from django.db import connection
 
         print(f"database: {connection.vendor}")

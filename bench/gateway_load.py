@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from django_setup import set_up_django  # beside this file
+
 from chargers.kecontact.emulator import Car, Fleet
 
 if TYPE_CHECKING:
@@ -120,19 +122,11 @@ def db(function: Any) -> Any:
     return sync_to_async(function, thread_sensitive=True)
 
 
-def set_up_django(data_dir: Path) -> Path:
+def set_up_database(data_dir: Path) -> Path:
     """A fresh SQLite database in `data_dir`; returns the database file."""
-    os.environ["KEBAWEB_DATA_DIR"] = str(data_dir)
-    os.environ["KEBAWEB_DEBUG"] = "0"  # DEBUG keeps every query: it would skew the CPU time
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)  # the in-memory channel layer wakes the gateway
-    os.environ["DJANGO_SETTINGS_MODULE"] = "kebaweb.settings"
-    import django
+    set_up_django(data_dir)
     from django.conf import settings
-    from django.core.management import call_command
 
-    django.setup()
-    call_command("migrate", verbosity=0)
     return Path(settings.DATABASES["default"]["NAME"])
 
 
@@ -472,7 +466,7 @@ def main() -> None:
     fleet.start(timeout_s=60)
     try:
         with tempfile.TemporaryDirectory(prefix="kebaweb-bench-") as data_dir:
-            database = set_up_django(Path(data_dir))
+            database = set_up_database(Path(data_dir))
             results = asyncio.run(run_benchmark(hosts, database, args.minutes, args.commands))
     finally:
         violations, arrivals = fleet.stop()

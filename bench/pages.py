@@ -44,24 +44,14 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from django_setup import set_up_django  # beside this file
+
 YEAR_S = 365 * 24 * 3600
 HEARTBEAT_S = 300  # the gateway's reading heartbeat: 105,120 readings per station-year
 READINGS_PER_STATEMENT = 1_000_000
 SLOW_S = 5.0  # a page slower than this is timed 3 times, not --repeat times
 END = datetime.now(UTC).replace(microsecond=0)  # the year of data ends now
 START = END - timedelta(seconds=YEAR_S)
-
-
-def set_up_django(data_dir: Path) -> None:
-    os.environ["KEBAWEB_DATA_DIR"] = str(data_dir)
-    os.environ["KEBAWEB_DEBUG"] = "0"  # DEBUG keeps every query: it would skew the times
-    os.environ["ALLOWED_HOSTS"] = "testserver"
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "kebaweb.settings"
-    import django
-
-    django.setup()
 
 
 # Building the data
@@ -512,7 +502,8 @@ def main() -> None:
     print(f"$ {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="kebaweb-pages-") as scratch:
         data_dir = args.keep or Path(scratch)
-        set_up_django(data_dir)
+        # The database is built or reused below: no migration yet.
+        set_up_django(data_dir, migrate=False, ALLOWED_HOSTS="testserver")
         print(f"building {args.stations} stations, {args.sessions:,} sessions,", end=" ")
         print(f"{args.readings:,} readings")
         marker = data_dir / "bench-pages.json"

@@ -35,7 +35,7 @@ from gateway_load import (
     add_stations,
     close_connections,
     db,
-    set_up_django,
+    set_up_database,
     wait_until_polled,
 )
 
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=1.0, help="length of each CPU window")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kebaweb-bench-rules-") as tmp:
-        set_up_django(Path(tmp))
+        set_up_database(Path(tmp))
         fleet = FleetProcess(hosts(args.stations))
         fleet.start(60)
         try:
