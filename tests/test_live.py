@@ -132,8 +132,12 @@ async def test_a_car_plugged_into_an_emulated_station_reaches_the_socket_as_char
         async with running(client, LIVE), socket("viewer") as (connected, ws):
             assert connected
             emulated.plug_in(Car(max_current_a=16))
+            # The status message comes first, with the last poll's meter (nothing drawn
+            # yet); the poll that follows it brings the currents.
             async with asyncio.timeout(30):
-                while (seen := await frame(ws)).get("activity") != "charging":
+                while not (
+                    (seen := await frame(ws)).get("activity") == "charging" and seen["power_w"]
+                ):
                     pass
     assert seen["station"] == station.pk and seen["activity_text"] == "charging"
     assert seen["current_1_a"] == pytest.approx(16)  # what the car draws
