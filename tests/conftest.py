@@ -1,6 +1,7 @@
 """Keeps every test, and every program a test starts, on the run's loopback range,
 and says which tests belong to the other layout (scripts/test runs both)."""
 
+import copy
 import os
 from collections.abc import Iterator
 
@@ -68,6 +69,14 @@ def _hang_up_the_sync_thread() -> Iterator[None]:
     yield
     if layout() == "scaled":
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer(settings: Settings) -> None:
+    """A fresh channel layer for each test (Channels drops its cached layers when
+    the setting changes). Each test runs its own event loop, and a Redis layer kept
+    across loops can hold a receive lock that an ended loop never released."""
+    settings.CHANNEL_LAYERS = copy.deepcopy(django_settings.CHANNEL_LAYERS)
 
 
 @pytest.fixture(autouse=True)
