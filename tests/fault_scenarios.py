@@ -226,6 +226,26 @@ class Run:
 
     # The comparison
 
+    async def settle_and_compare(self, **options: Any) -> Result:
+        """compare(), once the database agrees with the stations or SETTLE_S have
+        passed: the gateway writes in batches, and nothing says "written"."""
+
+        def agrees() -> bool:
+            kept, self.result = self.result, Result(self.name)
+            try:
+                found = self.compare(**options)
+            finally:
+                self.result = kept
+            return not (found.sessions_wrong or found.commands_stuck)
+
+        try:
+            async with asyncio.timeout(SETTLE_S):
+                while not agrees():
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass  # compare() below says what is still wrong
+        return self.compare(**options)
+
     def compare(
         self,
         observed_only: Collection[str] = (),
@@ -516,8 +536,7 @@ async def forged_datagrams() -> Result:
         await run.charge(station, 10)
         station.unplug()
         await run.polled(station)
-        await asyncio.sleep(1.5)  # one flush of the batch: there is no event for "written"
-        run.compare()
+        await run.settle_and_compare()
         where = run.rows("SELECT address, is_online FROM chargers_station")
         if where != [{"address": station.host, "is_online": 1}]:
             run.result.other_wrong.append(f"the station is now recorded as {where}")
@@ -563,7 +582,7 @@ async def swapped_addresses() -> Result:
         a.unplug()
         await session(run, b, 10)
         await run.polled(a)
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -584,7 +603,7 @@ async def impossible_timestamp() -> Result:
         await session(run, station, 10)
         # Once the garbled field is gone, session `running` reads right and is expected.
         del running
-        run.compare()
+        await run.settle_and_compare()
         if not run.rows("SELECT 1 FROM chargers_station WHERE is_online"):
             run.result.other_wrong.append("the station is not online")
         return run.result
@@ -606,8 +625,7 @@ async def quick_replug() -> Result:
         assert station.car is not None
         station.car.needed_kwh = station.car.charged_kwh
         await run.polled(station, 3)
-        await asyncio.sleep(1.5)  # one flush
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -621,7 +639,12 @@ async def p20_downtime() -> Result:
             await run.polled(station)
             await run.charge(station, 10)
             await run.polled(station)
-            await asyncio.sleep(1.5)  # one flush
+            await run.until(  # B's energy so far is written before the gateway goes
+                "the running session's energy to be written",
+                run.check(
+                    "SELECT 1 FROM chargers_session WHERE ended_at IS NULL AND energy_kwh > 0"
+                ),
+            )
             await run.stop_gateway(kill=kill)
             await run.charge(station, 10)
             station.unplug()
@@ -635,8 +658,7 @@ async def p20_downtime() -> Result:
             await run.charge(station, 10)
             station.unplug()
             await run.polled(station)
-        await asyncio.sleep(1.5)
-        run.compare(observed_only={station.serial})
+        await run.settle_and_compare(observed_only={station.serial})
         return run.result
 
 
@@ -652,8 +674,7 @@ async def reboot_mid_session() -> Result:
         await run.charge(station, 10)
         station.unplug()
         await run.polled(station, 3)
-        await asyncio.sleep(1.5)
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -677,7 +698,7 @@ async def command_in_flight_at_kill() -> Result:
             run.check("SELECT 1 FROM chargers_command WHERE status NOT IN ('pending', 'sent')"),
         )
         await run.polled(station)
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -694,7 +715,7 @@ async def lost_reply_not_idempotent() -> Result:
             run.finished(2),
             40,
         )
-        run.compare()
+        await run.settle_and_compare()
         row = run.rows("SELECT status FROM chargers_command WHERE wire = 'x2 0'")
         if row and row[0]["status"] != "verified":
             run.result.commands_stuck.append(f"`x2 0` ended {row[0]['status']!r}, not 'verified'")
@@ -721,8 +742,7 @@ async def unverifiable_commands() -> Result:
         )
         station.unplug()
         await run.polled(station)
-        await asyncio.sleep(1.5)
-        run.compare()
+        await run.settle_and_compare()
         for row in run.rows("SELECT wire, status FROM chargers_command"):
             if row["status"] != "acknowledged":
                 run.result.commands_stuck.append(
@@ -746,7 +766,7 @@ async def two_gateways() -> Result:
             run.finished(6),
             40,
         )
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -772,8 +792,7 @@ async def kill_mid_batch() -> Result:
             await run.start_gateway()
         for station in stations:
             await run.polled(station, 3)
-        await asyncio.sleep(1.5)
-        run.compare()
+        await run.settle_and_compare()
         return run.result
 
 
@@ -808,8 +827,7 @@ async def loss_with_reboots() -> Result:
             run.finished(4),
             40,
         )
-        await asyncio.sleep(1.5)
-        run.compare(lossy=True)
+        await run.settle_and_compare(lossy=True)
         return run.result
 
 
