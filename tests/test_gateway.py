@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from chargers import live, services
-from chargers.gateway import Gateway, GatewaySettings
+from chargers.gateway import Gateway, GatewaySettings, core
 from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Site, Station
 from tests.emulated import BROADCAST, GATEWAY_HOST, fleet_and_client, station_address, wait_for
@@ -121,6 +121,31 @@ async def test_it_follows_a_station_to_its_new_address() -> None:
             await fleet.move(station_address(2), station_address(22))
             await until(lambda: Station.objects.get(pk=station.pk).address == station_address(22))
     assert await sync_to_async(Event.objects.filter(kind="moved").exists)()
+
+
+async def test_forgers_at_many_addresses_leave_a_bounded_number_of_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(core, "STRANGER_EVENTS_PER_HOUR", 3)
+    forged = b'{"ID": "2", "State": 3, "Plug": 7, "Serial": "12345678", "Sec": 1}'
+    async with fleet_and_client(speed=50) as (fleet, client):
+        await fleet.add(station_address(2), "p30c", serial="12345678")
+        station = await sync_to_async(add_station)(station_address(2))
+        async with running(client):
+            await until(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
+            for n in range(100, 106):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
+                    forger.bind((station_address(n), 7090))
+                    forger.sendto(forged, (GATEWAY_HOST, 7090))
+            await wait_for(lambda: client.stats.unknown_sender >= 6)
+            await until(lambda: Event.objects.filter(kind="stranger").count() >= 3)
+    messages = await sync_to_async(
+        lambda: list(Event.objects.filter(kind="stranger").values_list("message", flat=True))
+    )()
+    assert len(messages) == 3
+    assert sum("ignored without an event until the hour is over" in m for m in messages) == 1
+    await station.arefresh_from_db()
+    assert station.address == station_address(2)  # no forger took its place
 
 
 async def test_two_stations_that_swap_addresses_keep_their_history_and_are_polled_again() -> None:

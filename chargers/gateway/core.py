@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Intervals here are in the protocol clock's seconds, sped up in tests.
 STRANGER_EVENT_EVERY_S = 3600.0  # one event per forging address per hour
+STRANGER_EVENTS_PER_HOUR = 100  # and so many in all: a flood from many addresses stays small
 MAX_STRANGERS_REMEMBERED = 10_000  # bounded memory under a flood of addresses
 RESEND_EVERY_S = 1.0  # real seconds: a burst of new browsers costs one resend
 
@@ -77,6 +78,8 @@ class Gateway:
         self._searching = asyncio.Lock()
         self._searched_at = -math.inf
         self._strangers: dict[str, float] = {}
+        self._stranger_hour_began = -math.inf
+        self._stranger_events = 0  # written since the hour began
         self._resent_at = -math.inf
         self.listening = asyncio.Event()  # set once requests over the channel layer arrive
 
@@ -241,7 +244,19 @@ class Gateway:
         if len(self._strangers) >= MAX_STRANGERS_REMEMBERED:
             self._strangers.clear()
         self._strangers[stranger.host] = now
-        self._in_background(db(stations.record_stranger)(stranger.serial, stranger.host))
+        if now - self._stranger_hour_began >= STRANGER_EVENT_EVERY_S:
+            self._stranger_hour_began, self._stranger_events = now, 0
+        if self._stranger_events >= STRANGER_EVENTS_PER_HOUR:
+            return
+        self._stranger_events += 1
+        last = self._stranger_events == STRANGER_EVENTS_PER_HOUR
+        if last:
+            log.warning(
+                "%d addresses claimed to be stations of ours within the hour; "
+                "more are ignored without an event until the hour is over",
+                STRANGER_EVENTS_PER_HOUR,
+            )
+        self._in_background(db(stations.record_stranger)(stranger.serial, stranger.host, last))
 
     # Finding stations again
 

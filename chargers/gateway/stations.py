@@ -186,12 +186,17 @@ def displace(station_id: int, host: str, found_serial: str) -> None:
         )
 
 
-def record_stranger(serial: str, host: str) -> None:
+def record_stranger(serial: str, host: str, last_this_hour: bool = False) -> None:
     station = Station.objects.filter(serial=serial).first()
     if station is not None:
-        log_event(
-            station.pk,
-            Event.Kind.STRANGER,
+        message = (
             f"ignored datagrams from {host} that claim to be this station; kebaweb trusts "
-            "an address only after asking it for report 1",
+            "an address only after asking it for report 1"
         )
+        if last_this_hour:
+            message += (
+                ". So many addresses did this within the hour that the next ones are "
+                "ignored without an event until the hour is over: look for the device "
+                "on your network that sends them"
+            )
+        log_event(station.pk, Event.Kind.STRANGER, message)
