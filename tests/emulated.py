@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Network
 
+from asgiref.sync import sync_to_async
+
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Fleet
 from chargers.kecontact.timing import Clock, Timing
@@ -88,3 +90,20 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> No
     async with asyncio.timeout(timeout_s):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Wait for an outcome that takes blocking calls to see (a file, a child
+    process's database), re-checking it in a thread as the program works."""
+    async with asyncio.timeout(timeout_s):
+        while not await asyncio.to_thread(condition):
+            await asyncio.sleep(0.05)
+
+
+async def until_stored(query: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Wait for a database outcome, re-checking it as the gateway works. Django's
+    queries go through sync_to_async's one thread, whose connection the tests close."""
+    check = sync_to_async(query)
+    async with asyncio.timeout(timeout_s):
+        while not await check():
+            await asyncio.sleep(0.05)

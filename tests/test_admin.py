@@ -22,7 +22,7 @@ from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from chargers.models import Command, Event, Reading, Session, Site, Station, Tag
-from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address
+from tests.emulated import BROADCAST, GATEWAY_HOST, NETWORK, station_address, until_stored
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response
@@ -64,13 +64,6 @@ async def running(client: KebaClient) -> AsyncIterator[Gateway]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
-
-
-async def until(query: Any, timeout_s: float = 20.0) -> None:
-    check = sync_to_async(query)
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def admin_client() -> Client:
@@ -192,7 +185,7 @@ async def test_it_shows_the_latest_status_and_recent_events_after_a_poll() -> No
             name="Garage", address=station_address(2)
         )
         emulated.plug_in(Car(max_current_a=16))
-        await until(lambda: Station.objects.get(pk=station.pk).state == 3)
+        await until_stored(lambda: Station.objects.get(pk=station.pk).state == 3)
         client = await sync_to_async(admin_client)()
         response = await get(client, f"/admin/chargers/station/{station.pk}/change/")
     page = response.content.decode()
@@ -272,7 +265,7 @@ async def test_it_queues_a_command_that_the_gateway_then_verifies() -> None:
         assert response.status_code == 302
         assert (row.wire, row.status, row.requested_by) == ("curr 10000", "pending", "admin")
         async with running(keba):
-            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "verified")
     assert emulated.user_current_ma == 10000
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -18,7 +17,7 @@ from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car
 from chargers.models import Command, Event, Session, Station, Tag
-from tests.emulated import BROADCAST, fleet_and_client, station_address
+from tests.emulated import BROADCAST, fleet_and_client, station_address, until_stored
 
 CARDS = "/admin/chargers/tag/"
 
@@ -230,13 +229,6 @@ async def running(client: KebaClient) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 10)
 
 
-async def until(query: Any, timeout_s: float = 30.0) -> None:
-    check = sync_to_async(query)
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_a_session_started_with_a_blocked_card_is_stopped_and_the_event_says_why() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
@@ -246,10 +238,10 @@ async def test_a_session_started_with_a_blocked_card_is_stopped_and_the_event_sa
         )
         await Tag.objects.acreate(tag="04A1B2C3D4E5F607", label="Lost card", active=False)
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.plug_in(Car(max_current_a=16))
             assert emulated.present_tag("04A1B2C3D4E5F607")  # the station's own list allows it
-            await until(lambda: Session.objects.filter(end_reason=10).exists())
+            await until_stored(lambda: Session.objects.filter(end_reason=10).exists())
     assert emulated.session is None and emulated.history[-1].reason == 10
     stop = await Command.objects.aget(wire="stop 04A1B2C3D4E5F607")
     assert stop.requested_by == "blocked card" and stop.status in ("acknowledged", "verified")

@@ -16,14 +16,13 @@ from pytest_django.fixtures import Settings
 from chargers import live
 from chargers.kecontact.emulator import Car
 from chargers.models import Override, Session, Station
-from tests.emulated import station_address, wait_for
+from tests.emulated import station_address, until_stored, wait_for
 from tests.people import person
 from tests.test_rules_gateway import (
     VIENNA,
     add_rule,
     add_station,
     running,
-    until,
     verified,
     world,
 )
@@ -74,26 +73,28 @@ async def test_an_override_from_the_dashboard_beats_the_rule_and_the_card_says_s
         await sync_to_async(add_rule)(station, kind="current", current_a=10)  # all day
         browser = await sync_to_async(member_client)()
         async with running(client), frames(station) as next_frame:
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             ruled = await next_frame(lambda f: f.get("limit_a") == 10)
             assert ruled["limit_source"].startswith("rule “Day”: at most 10 A")
-            await until(lambda: Session.objects.filter(station=station, ended_at=None).exists())
+            await until_stored(
+                lambda: Session.objects.filter(station=station, ended_at=None).exists()
+            )
 
             posted = await sync_to_async(browser.post)(
                 f"/stations/{station.pk}/override/full-speed/", headers={"HX-Request": "true"}
             )
             assert "Override set" in posted.content.decode()
-            await until(verified("currtime 63000 1"))  # full speed, by the override
+            await until_stored(verified("currtime 63000 1"))  # full speed, by the override
             await wait_for(lambda: emulated.offered_ma() == 32000, 30)
             overridden = await next_frame(lambda f: bool(f.get("override_text")))
             assert overridden["override_text"].startswith("Override “full speed” by member")
             assert overridden["rule_text"] == ""
             # The card as a page load renders it, once the gateway stored the plugged car.
             shown = "Override “full speed” by member, until the car is unplugged."
-            await until(lambda: shown in browser.get("/").content.decode())
+            await until_stored(lambda: shown in browser.get("/").content.decode())
 
             await sync_to_async(browser.post)(f"/stations/{station.pk}/override/end/")
-            await until(verified("currtime 10000 1", 2))  # the rule holds again
+            await until_stored(verified("currtime 10000 1", 2))  # the rule holds again
             await wait_for(lambda: emulated.offered_ma() == 10000, 30)
             back = await next_frame(lambda f: f.get("override_text") == "")
             assert back["rule_text"].startswith("At most 10 A: rule “Day”")

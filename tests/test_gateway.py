@@ -2,7 +2,6 @@
 
 import asyncio
 import socket
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -15,18 +14,17 @@ from chargers import live, services
 from chargers.gateway import Gateway, GatewaySettings, core
 from chargers.kecontact.emulator import Car, Faults, Fleet
 from chargers.models import Command, Event, Reading, Session, Site, Station
-from tests.emulated import BROADCAST, GATEWAY_HOST, fleet_and_client, station_address, wait_for
+from tests.emulated import (
+    BROADCAST,
+    GATEWAY_HOST,
+    fleet_and_client,
+    station_address,
+    until_stored,
+    wait_for,
+)
 from tests.gateways import FAST, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def until(query: Callable[[], object], timeout_s: float = 20.0) -> None:
-    """Wait for a database outcome, re-checking it as the gateway works."""
-    check = sync_to_async(query)
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def add_station(address: str, name: str = "Garage") -> Station:
@@ -47,9 +45,9 @@ async def test_it_records_readings_and_a_live_session_during_a_charge() -> None:
         emulated = await fleet.add(station_address(2), "p30c", serial="22054282")
         station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.plug_in(Car(max_current_a=16))
-            await until(lambda: Session.objects.filter(energy_kwh__gt=0.1).exists())
+            await until_stored(lambda: Session.objects.filter(energy_kwh__gt=0.1).exists())
     await station.arefresh_from_db()
     session = await sync_to_async(Session.objects.get)()
     assert station.serial == "22054282" and station.model_label == "P30 c-series"
@@ -65,11 +63,11 @@ async def test_it_backfills_sessions_after_downtime_exactly_once() -> None:
             await charge_one_session(fleet, station_address(2), kwh)
         await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Session.objects.count() == 3)
+            await until_stored(lambda: Session.objects.count() == 3)
         log_reads = emulated.received.count("report 100")
         async with running(client):  # a restart reads the log again
             await wait_for(lambda: emulated.received.count("report 100") > log_reads)
-            await until(lambda: Reading.objects.count() >= 2)
+            await until_stored(lambda: Reading.objects.count() >= 2)
     sessions = await sync_to_async(lambda: list(Session.objects.order_by("keba_session_id")))()
     assert [s.keba_session_id for s in sessions] == [1, 2, 3]
     assert [round(s.energy_kwh, 1) for s in sessions] == [1.0, 2.0, 3.0]
@@ -82,7 +80,7 @@ async def test_it_executes_and_verifies_a_command() -> None:
         station = await sync_to_async(add_station)(station_address(2))
         row = await sync_to_async(Command.objects.create)(station=station, wire="curr 10000")
         async with running(client):
-            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "verified")
     assert emulated.user_current_ma == 10000
 
 
@@ -92,7 +90,7 @@ async def test_it_refuses_a_command_the_model_cannot_do_without_sending_it() -> 
         station = await sync_to_async(add_station)(station_address(3))
         row = await sync_to_async(Command.objects.create)(station=station, wire="currtime 10000 1")
         async with running(client):
-            await until(lambda: Command.objects.get(pk=row.pk).status == "refused")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "refused")
     await row.arefresh_from_db()
     assert "P20" in row.reason and "nothing was sent" in row.reason
     assert not any(text.startswith("currtime") for text in emulated.received)
@@ -103,11 +101,11 @@ async def test_it_marks_a_silent_station_offline_and_logs_its_return() -> None:
         emulated = await fleet.add(station_address(4), "p30c")
         station = await sync_to_async(add_station)(station_address(4))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.loss = 1.0  # the station stops answering
-            await until(lambda: not Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: not Station.objects.get(pk=station.pk).is_online)
             emulated.faults.loss = 0.0
-            await until(lambda: Event.objects.filter(kind="online").count() == 2)
+            await until_stored(lambda: Event.objects.filter(kind="online").count() == 2)
     kinds = await sync_to_async(lambda: [e.kind for e in Event.objects.order_by("id")])()
     assert [k for k in kinds if k in ("online", "offline")] == ["online", "offline", "online"]
 
@@ -117,9 +115,11 @@ async def test_it_follows_a_station_to_its_new_address() -> None:
         await fleet.add(station_address(2), "p30c", serial="12345678")
         station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
+            await until_stored(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
             await fleet.move(station_address(2), station_address(22))
-            await until(lambda: Station.objects.get(pk=station.pk).address == station_address(22))
+            await until_stored(
+                lambda: Station.objects.get(pk=station.pk).address == station_address(22)
+            )
     assert await sync_to_async(Event.objects.filter(kind="moved").exists)()
 
 
@@ -132,13 +132,13 @@ async def test_forgers_at_many_addresses_leave_a_bounded_number_of_events(
         await fleet.add(station_address(2), "p30c", serial="12345678")
         station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
+            await until_stored(lambda: Station.objects.get(pk=station.pk).serial == "12345678")
             for n in range(100, 106):
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
                     forger.bind((station_address(n), 7090))
                     forger.sendto(forged, (GATEWAY_HOST, 7090))
             await wait_for(lambda: client.stats.unknown_sender >= 6)
-            await until(lambda: Event.objects.filter(kind="stranger").count() >= 3)
+            await until_stored(lambda: Event.objects.filter(kind="stranger").count() >= 3)
     messages = await sync_to_async(
         lambda: list(Event.objects.filter(kind="stranger").values_list("message", flat=True))
     )()
@@ -162,20 +162,22 @@ async def test_two_stations_that_swap_addresses_keep_their_history_and_are_polle
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         try:
-            await until(lambda: Session.objects.filter(ended_at__isnull=False).count() == 2)
+            await until_stored(lambda: Session.objects.filter(ended_at__isnull=False).count() == 2)
             # A DHCP lease swap.
             await fleet.move(station_address(2), station_address(12))
             await fleet.move(station_address(3), station_address(2))
             await fleet.move(station_address(12), station_address(3))
             swapped = {garage.pk: station_address(3), carport.pk: station_address(2)}
-            await until(
+            await until_stored(
                 lambda: all(
                     Station.objects.filter(pk=pk, address=address, is_online=True).exists()
                     for pk, address in swapped.items()
                 )
             )
             first.plug_in(Car())  # the garage's next session, at its new address
-            await until(lambda: Session.objects.filter(station=garage, ended_at=None).exists())
+            await until_stored(
+                lambda: Session.objects.filter(station=garage, ended_at=None).exists()
+            )
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
@@ -195,10 +197,10 @@ async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
         await sync_to_async(add_station)(station_address(2))
         emulated.plug_in(Car())
         async with running(client):
-            await until(lambda: Session.objects.filter(energy_kwh__gt=0).exists())
+            await until_stored(lambda: Session.objects.filter(energy_kwh__gt=0).exists())
             emulated.reboot()
-            await until(lambda: Event.objects.filter(kind="reboot").exists())
-            await until(lambda: Session.objects.count() == 2)
+            await until_stored(lambda: Event.objects.filter(kind="reboot").exists())
+            await until_stored(lambda: Session.objects.count() == 2)
     first = await sync_to_async(Session.objects.get)(keba_session_id=1)
     assert first.ended_at is not None
 
@@ -210,10 +212,10 @@ async def test_a_queued_command_wakes_the_gateway_at_once() -> None:
             name="Slow", address=station_address(2), poll_interval_s=3600
         )
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             row = await sync_to_async(services.queue_command)(station, "curr 12000", "test")
             # The next poll is an hour away: only the wake-up can get this verified.
-            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "verified")
     assert emulated.user_current_ma == 12000
 
 
@@ -225,7 +227,7 @@ async def test_it_expires_a_command_that_waited_too_long_without_sending_it() ->
             station, "curr 10000", "test", lifetime=timedelta(seconds=-1)
         )
         async with running(client):
-            await until(lambda: Command.objects.get(pk=row.pk).status == "expired")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "expired")
     assert "curr 10000" not in emulated.received
 
 
@@ -234,13 +236,13 @@ async def test_it_retries_a_command_the_station_did_not_answer() -> None:
         emulated = await fleet.add(station_address(2), "p30c")
         station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.unanswered = {"ena"}  # the first `ena 0` is lost
             row = await sync_to_async(services.queue_command)(station, "ena 0", "test")
             # Only once the station has swallowed the first try may it answer again.
             await wait_for(lambda: "ena 0" in emulated.received)
             emulated.faults.unanswered = set()
-            await until(lambda: Command.objects.get(pk=row.pk).status == "verified")
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "verified")
     await row.arefresh_from_db()
     assert row.attempts >= 2
     assert emulated.enabled_user is False
@@ -251,10 +253,10 @@ async def test_it_gives_up_on_a_command_after_bounded_attempts() -> None:
         emulated = await fleet.add(station_address(2), "p30c")
         station = await sync_to_async(add_station)(station_address(2))
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             emulated.faults.unanswered = {"curr"}
             row = await sync_to_async(services.queue_command)(station, "curr 8000", "test")
-            await until(lambda: Command.objects.get(pk=row.pk).status == "failed", 30)
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "failed", 30)
     await row.arefresh_from_db()
     assert row.attempts == FAST.command_attempts
     assert "gave up after 3 attempts" in row.reason and "no reply" in row.reason
@@ -269,9 +271,9 @@ async def test_it_converges_under_30_percent_packet_loss() -> None:
         row = await sync_to_async(services.queue_command)(station, "curr 14000", "test")
         async with running(client):
             emulated.plug_in(Car())
-            await until(lambda: Command.objects.get(pk=row.pk).status == "verified", 60)
-            await until(lambda: Session.objects.count() == 3, 60)
-            await until(
+            await until_stored(lambda: Command.objects.get(pk=row.pk).status == "verified", 60)
+            await until_stored(lambda: Session.objects.count() == 3, 60)
+            await until_stored(
                 lambda: Session.objects.filter(keba_session_id=3, energy_kwh__gt=0).exists(), 60
             )
     sessions = await sync_to_async(lambda: list(Session.objects.order_by("keba_session_id")))()
@@ -313,13 +315,13 @@ async def test_a_stop_stores_what_was_observed_and_a_restart_continues() -> None
         gateway = Gateway(client, settings=slow_writes, broadcast=BROADCAST)
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
-        await until(lambda: Session.objects.exists())  # the log import is written at once
+        await until_stored(lambda: Session.objects.exists())  # the log import is written at once
         await wait_for(lambda: "report 3" in emulated.received)
         stop.set()  # the exchange in flight finishes, and what it saw is written
         await asyncio.wait_for(task, 10)
         stored_at_stop = await sync_to_async(Reading.objects.count)()
         async with running(client):
-            await until(lambda: Reading.objects.count() > stored_at_stop)
+            await until_stored(lambda: Reading.objects.count() > stored_at_stop)
     assert stored_at_stop >= 1  # nothing was flushed before the stop: the stop wrote it
     assert await sync_to_async(Session.objects.count)() == 1
 
@@ -340,7 +342,7 @@ async def test_a_gateway_for_one_site_leaves_other_sites_stations_alone() -> Non
         gateway = Gateway(client, settings=FAST, broadcast=BROADCAST, site="Garage")
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
-        await until(lambda: Station.objects.get(pk=mine.pk).is_online)
+        await until_stored(lambda: Station.objects.get(pk=mine.pk).is_online)
         stop.set()
         await asyncio.wait_for(task, 10)
     await theirs.arefresh_from_db()

@@ -18,7 +18,7 @@ from chargers.kecontact.commands import parse_command
 from chargers.kecontact.emulator import Car, EmulatedStation, Fleet
 from chargers.kecontact.timing import Clock, Timing
 from chargers.models import Command, Fallback, Override, Rule, Session, Station, Tag
-from tests.emulated import BROADCAST, GATEWAY_HOST, station_address, wait_for
+from tests.emulated import BROADCAST, GATEWAY_HOST, station_address, until_stored, wait_for
 from tests.gateways import running
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,13 +43,6 @@ async def world(
     client = KebaClient(GATEWAY_HOST, clock=clock, timing=timing, reply_timeout_s=0.5, retries=2)
     async with Fleet(clock, timing, broadcast=BROADCAST) as fleet, client:
         yield fleet, client, clock
-
-
-async def until(query: Callable[[], object], timeout_s: float = 30.0) -> None:
-    check = sync_to_async(query)
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def add_station(n: int, name: str = "Garage") -> Station:
@@ -98,7 +91,7 @@ async def test_a_window_starts_and_its_limit_reaches_the_station() -> None:
         async with running(client):
             await wait_for(lambda: emulated.offered_ma() == 10000, 30)
             reached_at = local(clock)
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
     (row,) = await sync_to_async(rows)("currtime 10000 1")
     assert row.rule_id == rule.pk and "Day" in row.requested_by
     assert time(7) <= reached_at.time() < time(7, 1)  # within a minute of station time
@@ -108,11 +101,11 @@ async def test_a_replugged_car_inside_the_window_gets_the_limit_again() -> None:
     async with world("2025-06-04T12:00:00") as (fleet, client, _clock):
         emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             emulated.unplug()  # the station forgets currtime
             emulated.plug_in(Car(max_current_a=32))
             assert emulated.offered_ma() == 32000
-            await until(verified("currtime 10000 1", 2))
+            await until_stored(verified("currtime 10000 1", 2))
             await wait_for(lambda: emulated.offered_ma() == 10000)  # once its 1 s delay is over
 
 
@@ -120,10 +113,10 @@ async def test_the_limit_returns_after_the_station_reboots() -> None:
     async with world("2025-06-04T12:00:00") as (fleet, client, _clock):
         emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             emulated.reboot()
             assert emulated.offered_ma() == 32000
-            await until(verified("currtime 10000 1", 2))
+            await until_stored(verified("currtime 10000 1", 2))
             await wait_for(lambda: emulated.offered_ma() == 10000)
 
 
@@ -131,9 +124,9 @@ async def test_a_current_changed_at_the_station_is_corrected_once() -> None:
     async with world("2025-06-04T12:00:00", speed=50) as (fleet, client, _clock):
         emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             at_the_station(emulated, "currtime 16000 0")
-            await until(verified("currtime 10000 1", 2))
+            await until_stored(verified("currtime 10000 1", 2))
             # Several more polls: nothing else to correct, so nothing more is sent.
             polls = emulated.received.count("report 2")
             await wait_for(lambda: emulated.received.count("report 2") >= polls + 4, 30)
@@ -148,7 +141,7 @@ async def test_a_session_cap_stops_the_session_at_the_cap() -> None:
         rule = await sync_to_async(add_rule)(station, name="Cap", kind="session cap", energy_kwh=2)
         async with running(client):
             emulated.plug_in(Car(max_current_a=16, needed_kwh=20))
-            await until(verified("setenergy 20000"))
+            await until_stored(verified("setenergy 20000"))
             await wait_for(lambda: not emulated.enabled_user, 60)
     assert emulated.session_log[0].energy == pytest.approx(20000, abs=2)  # 2 kWh in 0.1 Wh
     assert emulated.car is not None and not emulated.car.full
@@ -172,12 +165,12 @@ async def test_a_daily_cap_holds_across_two_sessions() -> None:
         station = await sync_to_async(add_station)(2)
         await sync_to_async(add_rule)(station, name="Daily", kind="daily cap", energy_kwh=3)
         async with running(client):
-            await until(lambda: Station.objects.get(pk=station.pk).is_online)
+            await until_stored(lambda: Station.objects.get(pk=station.pk).is_online)
             await charge(emulated, 2.0)
             emulated.unplug()
-            await until(lambda: Session.objects.filter(ended_at__isnull=False).count() == 1)
+            await until_stored(lambda: Session.objects.filter(ended_at__isnull=False).count() == 1)
             emulated.plug_in(Car(max_current_a=16, needed_kwh=10))
-            await until(verified("setenergy 10000"))  # 1 kWh left today
+            await until_stored(verified("setenergy 10000"))  # 1 kWh left today
             await wait_for(lambda: not emulated.enabled_user, 60)
     energies = [s.energy for s in emulated.history]
     assert sum(energies) == pytest.approx(30000, abs=4)
@@ -196,11 +189,13 @@ async def test_a_weekly_cap_per_card_owner_holds_across_two_stations() -> None:
         right = await fleet.add(station_address(3), "p30c")
         await sync_to_async(setup)()
         async with running(client):
-            await until(lambda: Station.objects.filter(is_online=True).count() == 2)
+            await until_stored(lambda: Station.objects.filter(is_online=True).count() == 2)
             await charge(left, 2.0, tag="04A1B2C3D4E5F607")
             left.unplug()
-            await until(lambda: Session.objects.filter(owner__username="company").count() == 1)
-            await until(lambda: Session.objects.filter(ended_at__isnull=False).count() == 1)
+            await until_stored(
+                lambda: Session.objects.filter(owner__username="company").count() == 1
+            )
+            await until_stored(lambda: Session.objects.filter(ended_at__isnull=False).count() == 1)
             right.plug_in(Car(max_current_a=16, needed_kwh=10))
             right.present_tag("04A1B2C3D4E5F607")
             await wait_for(lambda: not right.enabled_user, 60)
@@ -211,15 +206,15 @@ async def test_an_override_beats_a_rule_and_expires() -> None:
     async with world("2025-06-04T12:00:00", speed=50) as (fleet, client, clock):
         emulated, station, _ = await charging_under_day_limit(fleet)
         async with running(client):
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             await sync_to_async(Override.objects.create)(
                 station=station,
                 kind="full speed",
                 created_at=clock.now(),
                 until=clock.now() + timedelta(minutes=2),
             )
-            await until(verified("currtime 63000 1"))  # full speed, by the override
-            await until(verified("currtime 10000 1", 2))  # the rule holds again afterwards
+            await until_stored(verified("currtime 63000 1"))  # full speed, by the override
+            await until_stored(verified("currtime 10000 1", 2))  # the rule holds again afterwards
             back_at = clock.now()
             await wait_for(lambda: emulated.offered_ma() == 10000)
     override = await sync_to_async(Override.objects.get)()
@@ -233,7 +228,7 @@ async def test_the_failsafe_is_armed_and_the_station_falls_back_when_the_gateway
         station = await sync_to_async(add_station)(2)
         await sync_to_async(Fallback.objects.create)(station=station, timeout_s=30, current_a=6)
         async with running(client):
-            await until(verified("failsafe 30 6000 0"))
+            await until_stored(verified("failsafe 30 6000 0"))
             armed_at = clock.monotonic()
             # Kept alive: well past the timeout, the station still offers everything.
             await wait_for(lambda: clock.monotonic() > armed_at + 90, 30)
@@ -281,5 +276,5 @@ async def test_a_boundary_missed_while_everything_was_down_is_made_true_at_start
     async with world("2025-06-04T09:00:00") as (fleet, client, _clock):
         emulated, _, _ = await charging_under_day_limit(fleet)
         async with running(client):
-            await until(verified("currtime 10000 1"))
+            await until_stored(verified("currtime 10000 1"))
             await wait_for(lambda: emulated.offered_ma() == 10000)

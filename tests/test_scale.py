@@ -5,13 +5,13 @@ file, or in the scaled half of the suite a PostgreSQL database."""
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chargers.kecontact.emulator import Fleet
 from tests.databases import migrated_database
-from tests.emulated import BROADCAST, free_port, station_address
+from tests.emulated import BROADCAST, free_port, station_address, until
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 # Not the run's GATEWAY_HOST: a gateway left over from another test must not matter here.
@@ -53,12 +53,6 @@ async def manage(*args: str, env: dict[str, str]) -> str:
     output, _ = await asyncio.wait_for(child.communicate(), 60)
     assert child.returncode == 0, output
     return output.decode()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await asyncio.to_thread(condition):
-            await asyncio.sleep(0.1)
 
 
 async def test_the_web_side_reaches_a_separate_gateway_through_redis(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from chargers.kecontact.emulator import Fleet
 from tests import fault_scenarios as scenarios
 from tests.databases import ChildDatabase, migrated_database
-from tests.emulated import BROADCAST, free_port, station_address
+from tests.emulated import BROADCAST, free_port, station_address, until
 
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 DAPHNE = Path(sys.executable).with_name("daphne")
@@ -71,12 +71,6 @@ async def manage(*args: str, env: dict[str, str]) -> str:
     output, _ = await asyncio.wait_for(child.communicate(), 120)
     assert child.returncode == 0, output.decode()
     return output.decode()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await asyncio.to_thread(condition):
-            await asyncio.sleep(0.1)
 
 
 class FormValues(HTMLParser):

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,7 +21,7 @@ from pytest_django.fixtures import Settings
 from chargers.demo import DEMO_SERIALS, DEMO_USERNAME
 from chargers.kecontact.emulator import Fleet
 from chargers.runtime import BackOff, ClusterSupervisor, DemoOptions, RestartPolicy, Runtime
-from tests.emulated import BROADCAST, GATEWAY_HOST, free_port, station_address
+from tests.emulated import BROADCAST, GATEWAY_HOST, free_port, station_address, until
 
 pytestmark = pytest.mark.sqlite_only(
     reason="`serve` is the embedded layout: one process over the SQLite file in its data dir; "
@@ -142,13 +142,6 @@ def shows_live_data(page: str) -> bool:
         # The demo's day starts in the evening: two cars charge, whatever the hour.
         and page.count('data-field="state_label">charging</dd>') == 2
     )
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Wait for an outcome the server produces, re-checking it now and then."""
-    async with asyncio.timeout(timeout_s):
-        while not await asyncio.to_thread(condition):
-            await asyncio.sleep(0.2)
 
 
 async def test_it_serves_the_demo_until_terminated(tmp_path: Path) -> None:
