@@ -678,6 +678,31 @@ async def reboot_mid_session() -> Result:
         return run.result
 
 
+async def restart_within_a_poll() -> Result:
+    async with scenario("6b a restart between a poll's report 2 and report 3") as run:
+        p30 = await run.fleet.add(station_address(2), "p30c", serial="17000013")
+        p20 = await run.fleet.add(station_address(3), "p20", serial="17000014")
+        stations = [p30, p20]
+        await run.start_gateway(setup={"stations": [station_row(s.host) for s in stations]})
+        for station in stations:  # plugged in while watched: a P20's start is seen
+            await run.polled(station)
+            station.plug_in(charging_car())
+        for station in stations:
+            await run.polled(station, 3)
+        await run.charge(p30, 8)
+        for station in stations:  # the car stays: a new session begins at the boot
+            station.faults.reboot_before = "report 3"
+        for station in stations:
+            await run.polled(station, 3)
+        await run.charge(p30, 10)
+        for station in stations:
+            station.unplug()
+        for station in stations:
+            await run.polled(station, 3)
+        await run.settle_and_compare(observed_only={p20.serial})
+        return run.result
+
+
 async def command_in_flight_at_kill() -> Result:
     async with scenario("7a a command in flight at kill -9") as run:
         station = await run.fleet.add(station_address(2), "p30c", serial="17000008")
@@ -1005,6 +1030,7 @@ SCENARIOS: list[Callable[[], Awaitable[Result]]] = [
     quick_replug,
     p20_downtime,
     reboot_mid_session,
+    restart_within_a_poll,
     command_in_flight_at_kill,
     lost_reply_not_idempotent,
     unverifiable_commands,

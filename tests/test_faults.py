@@ -35,6 +35,10 @@ async def test_it_closes_a_session_at_the_reboot_with_its_last_energy() -> None:
     assert_true_records(await scenarios.reboot_mid_session())
 
 
+async def test_a_restart_between_the_two_reports_of_a_poll_invents_no_session() -> None:
+    assert_true_records(await scenarios.restart_within_a_poll())
+
+
 async def test_it_resolves_a_command_in_flight_at_kill_9() -> None:
     assert_true_records(await scenarios.command_in_flight_at_kill())
 

@@ -203,6 +203,22 @@ async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
             await until_stored(lambda: Session.objects.count() == 2)
     first = await sync_to_async(Session.objects.get)(keba_session_id=1)
     assert first.ended_at is not None
+    reboot = await sync_to_async(Event.objects.get)(kind="reboot")
+    assert "a running session was closed" in reboot.message
+
+
+async def test_a_reboot_without_a_car_is_noted_without_claiming_a_closed_session() -> None:
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add(station_address(2), "p30c")
+        await sync_to_async(add_station)(station_address(2))
+        async with running(client):
+            await until_stored(lambda: Event.objects.filter(kind="online").exists())
+            emulated.reboot()
+            await until_stored(lambda: Event.objects.filter(kind="reboot").exists())
+    reboot = await sync_to_async(Event.objects.get)(kind="reboot")
+    assert reboot.message.startswith("the station restarted at ")
+    assert "session" not in reboot.message
+    assert not await Session.objects.aexists()
 
 
 async def test_a_queued_command_wakes_the_gateway_at_once() -> None:

@@ -147,16 +147,15 @@ def close_at_reboot(station_id: int, boot_at: datetime, now: datetime) -> None:
     """The station restarted and forgot its running session: end it at the boot time
     with the last energy it reported (the flushed value)."""
     with transaction.atomic():
+        closed = 0
         for row in Session.objects.select_for_update().filter(station_id=station_id, ended_at=None):
             row.close(min(boot_at, now))
             row.save()
-        log_event(
-            station_id,
-            Event.Kind.REBOOT,
-            f"the station restarted at {_local(boot_at)}; a running session was closed then "
-            "with the last energy it reported",
-            at=now,
-        )
+            closed += 1
+        message = f"the station restarted at {_local(boot_at)}"
+        if closed:
+            message += "; a running session was closed then with the last energy it reported"
+        log_event(station_id, Event.Kind.REBOOT, message, at=now)
 
 
 # Models without a session log (P20): sessions come from observation alone.

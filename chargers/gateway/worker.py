@@ -213,18 +213,22 @@ class StationWorker:
 
     # Polling
 
-    def _boot_at(self, status: Report2, now: datetime) -> datetime | None:
-        if status.uptime_s is None:
-            return None
-        return seconds_before(now, status.uptime_s)
-
     async def poll(self, host: str) -> None:
         asked_at = self.clock.now()
         status = await self.client.report(host, 2)
+        assert isinstance(status, Report2)
+        # The uptime counts to when report 2 came, not to after report 3: a slow
+        # second exchange must not move the boot time (and fake a restart).
+        boot_at = _boot_at(status.uptime_s, self.clock.now())
         meter = await self.client.report(host, 3)
-        assert isinstance(status, Report2) and isinstance(meter, Report3)
+        assert isinstance(meter, Report3)
         now = self.clock.now()
-        boot_at = self._boot_at(status, now)
+        if _restarted_between(status, meter):
+            # Report 2 is the old run's and report 3 the new one's: read as one,
+            # the new session's energy would pass for the old one's. Report 3's
+            # uptime gives the boot time; the next poll starts afresh.
+            await self.after_reboot(_boot_at(meter.uptime_s, now) or now, now)
+            return
         last = self.last
         went_back = (
             last is not None
@@ -491,3 +495,13 @@ class StationWorker:
         status = await self.client.report(host, 2)
         assert isinstance(status, Report2)
         return effect_in_report2(command, status)
+
+
+def _boot_at(uptime_s: int | None, at: datetime) -> datetime | None:
+    return None if uptime_s is None else seconds_before(at, uptime_s)
+
+
+def _restarted_between(status: Report2, meter: Report3) -> bool:
+    """The station's uptime went back from one report to the next."""
+    before, after = status.uptime_s, meter.uptime_s
+    return before is not None and after is not None and after < before

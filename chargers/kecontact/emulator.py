@@ -86,6 +86,9 @@ class Faults:
     lose_reply: set[str] = field(default_factory=set)
     # Fields replaced in a report, by report id: a firmware bug on demand.
     report_fields: dict[int, dict[str, object]] = field(default_factory=dict)
+    # Restarts just before answering this request (once), as after a power dip
+    # between the two reports of one poll.
+    reboot_before: str | None = None
     # Hears and sends nothing, as with its network cable pulled, but keeps
     # charging; unlike `loss`, commands are not executed either.
     silent: bool = False
@@ -426,6 +429,9 @@ class EmulatedStation:
         name = text.split(" ", 1)[0]
         if name in self.faults.unanswered:
             return
+        if text == self.faults.reboot_before:
+            self.faults.reboot_before = None
+            self.reboot()
         self._advance()
         if text != "i":
             self._last_sender = sender
