@@ -207,6 +207,48 @@ async def test_it_closes_the_running_session_when_the_station_reboots() -> None:
     assert "a running session was closed" in reboot.message
 
 
+@pytest.mark.parametrize(
+    ("model", "restart_before"),
+    [("p30c", "report 3"), ("p30c", "report 100"), ("p20", "report 3")],
+)
+async def test_a_restart_in_the_middle_of_a_poll_ends_the_session_at_the_boot(
+    model: str, restart_before: str
+) -> None:
+    # Report 2 comes from the old run, the next report from the new one: read as
+    # one poll, the new session's energy would pass for the old session's.
+    async with fleet_and_client(speed=50) as (fleet, client):
+        emulated = await fleet.add(station_address(2), model)
+        await sync_to_async(add_station)(station_address(2))
+        async with running(client):
+            await until_stored(lambda: Event.objects.filter(kind="online").exists())
+            emulated.plug_in(Car(needed_kwh=50))  # watched from its start
+            await until_stored(lambda: Session.objects.filter(energy_kwh__gt=0.05).exists())
+            emulated.faults.reboot_before = restart_before
+            await wait_for(lambda: emulated.faults.reboot_before is None, 30)
+            await until_stored(lambda: Event.objects.filter(kind="reboot").exists())
+            polls = emulated.received.count("report 3")
+            await wait_for(lambda: emulated.received.count("report 3") >= polls + 5, 30)
+            emulated.unplug()
+            await until_stored(
+                lambda: (
+                    Session.objects.count() == 2
+                    and not Session.objects.filter(ended_at=None).exists()
+                )
+            )
+    cut, after = emulated.history  # the car stayed: a new session began at the boot
+    rows = await sync_to_async(lambda: list(Session.objects.order_by("started_at")))()
+    assert len(rows) == 2  # none invented
+    first, second = rows
+    assert cut.cut_by_reboot and cut.ended_wall is not None
+    assert first.ended_at is not None
+    assert abs(first.ended_at.timestamp() - cut.ended_wall) < 3  # at the boot
+    assert not first.incomplete_reason
+    assert 0.05 < first.energy_kwh <= cut.energy / 10000 + 1e-4  # the last it reported
+    assert second.started_at is not None
+    assert abs(second.started_at.timestamp() - after.started_wall) < 3
+    assert second.energy_kwh > 0.05
+
+
 async def test_a_reboot_without_a_car_is_noted_without_claiming_a_closed_session() -> None:
     async with fleet_and_client(speed=50) as (fleet, client):
         emulated = await fleet.add(station_address(2), "p30c")

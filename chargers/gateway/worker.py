@@ -223,12 +223,25 @@ class StationWorker:
         meter = await self.client.report(host, 3)
         assert isinstance(meter, Report3)
         now = self.clock.now()
-        if _restarted_between(status, meter):
-            # Report 2 is the old run's and report 3 the new one's: read as one,
-            # the new session's energy would pass for the old one's. Report 3's
-            # uptime gives the boot time; the next poll starts afresh.
-            await self.after_reboot(_boot_at(meter.uptime_s, now) or now, now)
-            return
+        try:
+            _check_same_run(status.uptime_s, meter, now)
+            await self._take_in(host, asked_at, status, meter, boot_at, now)
+        except RestartedMidPoll as restart:
+            # Report 2 is the old run's, a later report the new one's: read as one,
+            # the new session would pass for the old one. The later report's uptime
+            # gives the boot time; the next poll starts afresh.
+            await self.after_reboot(restart.boot_at or now, now)
+
+    async def _take_in(
+        self,
+        host: str,
+        asked_at: datetime,
+        status: Report2,
+        meter: Report3,
+        boot_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Follow the station and its sessions with what one poll read."""
         last = self.last
         went_back = (
             last is not None
@@ -307,7 +320,7 @@ class StationWorker:
         """After connecting: catch up with what happened while nobody watched."""
         meter = seen.meter
         if self.keeps_log:
-            await self.sync_log(host, boot_at, now)
+            await self.sync_log(host, seen.status.uptime_s, boot_at, now)
         elif self.rebooted_at is not None:
             self.running_session = None
             if seen.car_connected:
@@ -353,7 +366,7 @@ class StationWorker:
                 or self.clock.monotonic() - self.log_read_at >= self.settings.heartbeat_s
             )
             if may_have_changed or overdue:
-                await self.sync_log(host, boot_at, now)
+                await self.sync_log(host, seen.status.uptime_s, boot_at, now)
             return
         total = seen.meter.total_energy_kwh
         if self.running_session is not None and (not seen.car_connected or energy_went_back):
@@ -363,8 +376,12 @@ class StationWorker:
         if seen.car_connected and self.running_session is None:
             self.running_session = await db(sessions.open_observed)(self.pk, now, energy, total)
 
-    async def sync_log(self, host: str, boot_at: datetime | None, now: datetime) -> None:
-        """Read the log from report 100 back to the newest session already stored."""
+    async def sync_log(
+        self, host: str, uptime_s: int | None, boot_at: datetime | None, now: datetime
+    ) -> None:
+        """Read the log from report 100 back to the newest session already stored.
+
+        `uptime_s` is this poll's report 2's: a log read after a restart is refused."""
         entries: list[SessionReport] = []
         whole = True
         known: set[int] | None = None
@@ -375,6 +392,7 @@ class StationWorker:
                 if report_id == 100:
                     return  # without the newest entry nothing can be settled
                 continue
+            _check_same_run(uptime_s, entry, self.clock.now())
             if entry.is_empty:
                 break
             entries.append(entry)
@@ -501,7 +519,15 @@ def _boot_at(uptime_s: int | None, at: datetime) -> datetime | None:
     return None if uptime_s is None else seconds_before(at, uptime_s)
 
 
-def _restarted_between(status: Report2, meter: Report3) -> bool:
-    """The station's uptime went back from one report to the next."""
-    before, after = status.uptime_s, meter.uptime_s
-    return before is not None and after is not None and after < before
+class RestartedMidPoll(Exception):
+    """A report of the station's new run came after one of its old run."""
+
+    def __init__(self, boot_at: datetime | None) -> None:
+        super().__init__("the station restarted during the poll")
+        self.boot_at = boot_at
+
+
+def _check_same_run(uptime_s: int | None, later: Report3 | SessionReport, at: datetime) -> None:
+    """Raise RestartedMidPoll when the uptime went back since report 2 said `uptime_s`."""
+    if uptime_s is not None and later.uptime_s is not None and later.uptime_s < uptime_s:
+        raise RestartedMidPoll(_boot_at(later.uptime_s, at))
