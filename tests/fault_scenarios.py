@@ -679,10 +679,11 @@ async def reboot_mid_session() -> Result:
 
 
 async def restart_within_a_poll() -> Result:
-    async with scenario("6b a restart between a poll's report 2 and report 3") as run:
+    async with scenario("6b a restart in the middle of a poll") as run:
         p30 = await run.fleet.add(station_address(2), "p30c", serial="17000013")
         p20 = await run.fleet.add(station_address(3), "p20", serial="17000014")
-        stations = [p30, p20]
+        reading_log = await run.fleet.add(station_address(4), "p30c", serial="17000015")
+        stations = [p30, p20, reading_log]
         await run.start_gateway(setup={"stations": [station_row(s.host) for s in stations]})
         for station in stations:  # plugged in while watched: a P20's start is seen
             await run.polled(station)
@@ -690,8 +691,14 @@ async def restart_within_a_poll() -> Result:
         for station in stations:
             await run.polled(station, 3)
         await run.charge(p30, 8)
-        for station in stations:  # the car stays: a new session begins at the boot
-            station.faults.reboot_before = "report 3"
+        # After report 2 of one poll, before its report 3 or its log read. The car
+        # stays: a new session begins at the boot.
+        for station in stations:
+            station.faults.reboot_before = "report 100" if station is reading_log else "report 3"
+        await run.until(
+            "each station to restart",
+            lambda: all(s.faults.reboot_before is None for s in stations),
+        )
         for station in stations:
             await run.polled(station, 3)
         await run.charge(p30, 10)

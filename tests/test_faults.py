@@ -35,7 +35,7 @@ async def test_it_closes_a_session_at_the_reboot_with_its_last_energy() -> None:
     assert_true_records(await scenarios.reboot_mid_session())
 
 
-async def test_a_restart_between_the_two_reports_of_a_poll_invents_no_session() -> None:
+async def test_a_restart_in_the_middle_of_a_poll_invents_no_session() -> None:
     assert_true_records(await scenarios.restart_within_a_poll())
 
 
