@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
 from chargers.gateway import Gateway, GatewaySettings
 from chargers.kecontact.client import KebaClient
 from chargers.kecontact.emulator import Car
 from chargers.models import Command, Event, Session, Station, Tag
 from tests.emulated import BROADCAST, fleet_and_client, station_address, until_stored
+from tests.query_counts import queries_for
 
 CARDS = "/admin/chargers/tag/"
 
@@ -198,19 +197,14 @@ def test_the_card_list_takes_as_many_queries_for_many_cards_and_sessions_as_for_
     station = Station.objects.create(name="Garage", address=station_address(2))
     client = admin_client()
 
-    def queries_for_the_list() -> int:
-        with CaptureQueriesContext(connection) as queries:
-            assert client.get(CARDS).status_code == 200
-        return len(queries)
-
     Tag.objects.create(tag="FF00000000000000", owner=User.objects.create_user("owner0"))
-    one = queries_for_the_list()
+    one = queries_for(client, CARDS)
     for n in range(1, 30):
         card = Tag.objects.create(
             tag=f"{n:02X}00000000000000", owner=User.objects.create_user(f"owner{n}")
         )
         Session.objects.create(station=station, keba_session_id=n, tag=card, energy_kwh=n)
-    assert queries_for_the_list() == one
+    assert queries_for(client, CARDS) == one
 
 
 # A blocked card against an emulated station, over real UDP, with a real gateway.

@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chargers import admin_lists
 from chargers.models import Command, Event, Reading, Session, Site, Station
 from tests.emulated import station_address
+from tests.query_counts import queries_at_sizes
 
 pytestmark = pytest.mark.django_db
 
@@ -152,13 +151,5 @@ def test_the_event_search_still_finds_words_of_a_message() -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_list_takes_as_many_queries_for_40_stations_as_for_4(model: str) -> None:
-    client = admin_client()
-    counts = []
-    for total in (4, 40):
-        Station.objects.all().delete()
-        Site.objects.all().delete()
-        car_park(total)
-        with CaptureQueriesContext(connection) as queries:
-            assert client.get(f"/admin/chargers/{model}/").status_code == 200
-        counts.append(len(queries))
+    counts = queries_at_sizes(admin_client(), f"/admin/chargers/{model}/", car_park)
     assert counts[0] == counts[1]

@@ -6,15 +6,14 @@ from datetime import datetime, time
 
 import pytest
 import time_machine
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 from pytest_django.fixtures import Settings
 
 from chargers.models import Fallback, Override, Rule, Session, Site, Station
 from chargers.rules import explain_now
 from tests.people import person
+from tests.query_counts import queries_at_sizes
 
 pytestmark = pytest.mark.django_db
 
@@ -261,14 +260,7 @@ def test_the_rule_form_folds_a_car_parks_stations_by_site_and_opens_the_chosen(
 def test_the_rule_pages_cost_the_same_queries_for_4_and_40_stations(
     member: Client, url: str
 ) -> None:
-    counts = []
-    for total in (4, 40):
-        Station.objects.all().delete()
-        Site.objects.all().delete()
-        car_park(total)
-        with CaptureQueriesContext(connection) as queries:
-            assert member.get(url).status_code == 200
-        counts.append(len(queries))
+    counts = queries_at_sizes(member, url, car_park)
     assert counts[0] == counts[1]
 
 
