@@ -134,6 +134,38 @@ async def test_a_current_changed_at_the_station_is_corrected_once() -> None:
     assert emulated.offered_ma() == 10000
 
 
+def reboot(station: EmulatedStation) -> None:
+    station.reboot()
+
+
+def replug(station: EmulatedStation) -> None:
+    station.unplug()
+    station.plug_in(Car(max_current_a=32))
+
+
+def full_speed_at_the_station(station: EmulatedStation) -> None:
+    at_the_station(station, "currtime 32000 0")
+
+
+@pytest.mark.parametrize("undo", [reboot, replug, full_speed_at_the_station])
+async def test_a_limit_the_station_lost_is_sent_again_within_two_polls(
+    undo: Callable[[EmulatedStation], None],
+) -> None:
+    """Right after the limit went through, the station loses it: the car must not
+    charge above the limit until a quiet time for flapping commands is over."""
+    async with world("2025-06-04T12:00:00") as (fleet, client, _clock):
+        emulated, _, _ = await charging_under_day_limit(fleet)
+        async with running(client):
+            await until_stored(verified("currtime 10000 1"))
+            since = len(emulated.received)
+            undo(emulated)
+            assert emulated.offered_ma() == 32000
+            await wait_for(lambda: "currtime 10000 1" in emulated.received[since:], 30)
+    heard = emulated.received[since:]
+    polls = heard[: heard.index("currtime 10000 1")].count("report 3")
+    assert polls <= 2
+
+
 async def test_a_session_cap_stops_the_session_at_the_cap() -> None:
     async with world("2025-06-04T12:00:00", speed=200) as (fleet, client, _clock):
         emulated = await fleet.add(station_address(2), "p30c")

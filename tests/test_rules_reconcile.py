@@ -61,6 +61,33 @@ def test_a_limit_just_done_is_not_repeated_unless_another_came_after_it() -> Non
     assert wires(TEN_A, report(timer_current_a=63.0), P30, True, then_full) == ["currtime 10000 1"]
 
 
+def test_a_limit_done_is_sent_again_when_a_later_report_shows_the_station_lost_it() -> None:
+    # A reboot, a re-plug or someone at the station: report 2 read after the row says 16 A.
+    undone = [Recent("currtime 10000 1", "verified", 10.0, before_report=True)]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, undone) == ["currtime 10000 1"]
+
+
+def test_a_station_that_keeps_undoing_a_limit_gets_it_only_after_the_quiet_time() -> None:
+    # Another program sets the station back each time: a command each poll would not win.
+    undone = [
+        Recent("currtime 10000 1", "verified", age, before_report=True) for age in (10, 60, 120)
+    ]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, undone) == []
+    # Keep-alives with the same text are no sign of a fight.
+    fed = [
+        Recent("currtime 10000 1", "verified", age, before_report=True, keep_alive=age > 10)
+        for age in (10, 60, 120)
+    ]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, fed) == ["currtime 10000 1"]
+
+
+def test_a_refused_command_is_tried_again_once_the_station_restarted_or_a_car_came() -> None:
+    refused = [Recent("currtime 10000 1", "refused", 60.0, before_report=True)]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, refused) == []
+    news = [Recent("currtime 10000 1", "refused", 60.0, before_report=True, before_news=True)]
+    assert wires(TEN_A, report(timer_current_a=16.0), P30, True, news) == ["currtime 10000 1"]
+
+
 def test_full_speed_accepts_a_station_without_a_timer() -> None:
     full = DesiredState(current_a=FULL_SPEED_A, current_cause=Cause("no limit"))
     assert wires(full, report(timer_current_a=0.0), P30, True, []) == []

@@ -29,7 +29,14 @@ from chargers.rules.desired import (
     day_start,
     desired_state,
 )
-from chargers.rules.reconcile import FEEDS_FAILSAFE, Abilities, Action, Recent, plan
+from chargers.rules.reconcile import (
+    FEEDS_FAILSAFE,
+    KEEP_ALIVE_WHY,
+    Abilities,
+    Action,
+    Recent,
+    plan,
+)
 
 from .database import db
 
@@ -46,26 +53,47 @@ REQUESTED_BY = "rules"
 BOUNDARY_MARGIN_S = 0.01  # real seconds: a timer never fires before the boundary it waits for
 
 
-def recent_commands(station_id: int, speed: float) -> list[Recent]:
-    """The station's command rows of the last hour, any origin, ages in station seconds."""
+def recent_commands(
+    station_id: int,
+    speed: float,
+    report_at: datetime | None = None,
+    news_at: datetime | None = None,
+) -> list[Recent]:
+    """The station's command rows of the last hour, any origin, ages in station seconds.
+
+    `report_at`: when the report 2 being judged was read; `news_at`: when the station
+    last restarted or a car came or went (server times, as the rows' own)."""
     now = timezone.now()
     rows = Command.objects.filter(station_id=station_id, created_at__gte=now - RECENT_WINDOW)
-    return [
-        Recent(wire, status, (now - (finished or created)).total_seconds() * speed)
-        for wire, status, created, finished in rows.values_list(
-            "wire", "status", "created_at", "finished_at"
+    keep_alive = f"{REQUESTED_BY}: {KEEP_ALIVE_WHY}"
+    found = []
+    for wire, status, created, finished, by in rows.values_list(
+        "wire", "status", "created_at", "finished_at", "requested_by"
+    ):
+        done = finished or created
+        found.append(
+            Recent(
+                wire,
+                status,
+                (now - done).total_seconds() * speed,
+                before_report=report_at is not None and done < report_at,
+                before_news=news_at is not None and done < news_at,
+                keep_alive=by.startswith(keep_alive),
+            )
         )
-    ]
+    return found
 
 
 def write_commands(
     station_id: int,
     speed: float,
     wanted: Callable[[Sequence[Recent]], list[Action]],
+    report_at: datetime | None = None,
+    news_at: datetime | None = None,
 ) -> list[Action]:
     """Plan against the station's recent rows and write the commands, in one step on the
     database thread, so two reconciliations of one station never both write a command."""
-    actions = wanted(recent_commands(station_id, speed))
+    actions = wanted(recent_commands(station_id, speed, report_at, news_at))
     now = timezone.now()
     Command.objects.bulk_create(
         Command(
@@ -202,7 +230,9 @@ class Enforcer:
         def against(recent: Sequence[Recent]) -> list[Action]:
             return plan(*args, recent, fallback, since_fed)
 
-        actions = await db(write_commands)(pk, self.clock.speed, against)
+        actions = await db(write_commands)(
+            pk, self.clock.speed, against, seen.read_at, worker.news_at
+        )
         if not actions:
             return desired
         self.commands_written += len(actions)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
+from django.utils import timezone
 
 from chargers import live, recorder, rfid_cards
 from chargers.kecontact.codec import (
@@ -58,6 +59,7 @@ class Seen:
 
     status: Report2
     meter: Report3
+    read_at: datetime  # server time when report 2 came (commands' rows are stamped so too)
 
     @property
     def car_connected(self) -> bool:
@@ -78,6 +80,9 @@ class StationWorker:
         self.status_changed = False  # a status message arrived since the last poll
         self.commands_waiting = False
         self.last: Seen | None = None
+        # When the station last restarted or came back, or a car came or went: news
+        # that lifts the rules' quiet for a refused command (chargers/rules/reconcile.py).
+        self.news_at: datetime | None = None
         self.rules_shown: dict[str, Any] = explain.card_fields(DesiredState())  # on the card
         self.running_session: int | None = None  # the row of the session running now
         self.rebooted_at: datetime | None = None  # a reboot seen while watching
@@ -217,6 +222,7 @@ class StationWorker:
         asked_at = self.clock.now()
         status = await self.client.report(host, 2)
         assert isinstance(status, Report2)
+        status_at = timezone.now()
         # The uptime counts to when report 2 came, not to after report 3: a slow
         # second exchange must not move the boot time (and fake a restart).
         boot_at = _boot_at(status.uptime_s, self.clock.now())
@@ -225,7 +231,8 @@ class StationWorker:
         now = self.clock.now()
         try:
             _check_same_run(status.uptime_s, meter, now)
-            await self._take_in(host, asked_at, status, meter, boot_at, now)
+            seen = Seen(status, meter, status_at)
+            await self._take_in(host, asked_at, seen, boot_at, now)
         except RestartedMidPoll as restart:
             # Report 2 is the old run's, a later report the new one's: read as one,
             # the new session would pass for the old one. The later report's uptime
@@ -236,12 +243,12 @@ class StationWorker:
         self,
         host: str,
         asked_at: datetime,
-        status: Report2,
-        meter: Report3,
+        seen: Seen,
         boot_at: datetime | None,
         now: datetime,
     ) -> None:
         """Follow the station and its sessions with what one poll read."""
+        status, meter = seen.status, seen.meter
         last = self.last
         went_back = (
             last is not None
@@ -261,7 +268,8 @@ class StationWorker:
             # The boot line came while this poll was on its way: its report 2 may
             # predate the restart (and its old boot time). The next one decides.
             self.restarted_at = started_line_at
-        seen = Seen(status, meter)
+        if self.fresh or (last is not None and _came_or_went(last, seen)):
+            self.news_at = seen.read_at
         if self.fresh:
             await self.first_poll(host, seen, boot_at, now)
         else:
@@ -346,12 +354,7 @@ class StationWorker:
         self, host: str, last: Seen, seen: Seen, boot_at: datetime | None, now: datetime
     ) -> None:
         energy, before = seen.meter.session_energy_kwh, last.meter.session_energy_kwh
-        # E pres starts again at zero with each session: a quick re-plug between polls.
-        energy_went_back = (
-            energy is not None
-            and before is not None
-            and energy < before - sessions.ENERGY_EPSILON_KWH
-        )
+        energy_went_back = _energy_went_back(last, seen)
         plug_changed = seen.car_connected != last.car_connected
         if self.keeps_log:
             may_have_changed = (
@@ -513,6 +516,19 @@ class StationWorker:
         status = await self.client.report(host, 2)
         assert isinstance(status, Report2)
         return effect_in_report2(command, status)
+
+
+def _energy_went_back(last: Seen, seen: Seen) -> bool:
+    """E pres starts again at zero with each session: a quick re-plug between polls."""
+    energy, before = seen.meter.session_energy_kwh, last.meter.session_energy_kwh
+    if energy is None or before is None:
+        return False
+    return energy < before - sessions.ENERGY_EPSILON_KWH
+
+
+def _came_or_went(last: Seen, seen: Seen) -> bool:
+    """A car was plugged in or out since the last poll (or both, quickly)."""
+    return seen.car_connected != last.car_connected or _energy_went_back(last, seen)
 
 
 def _boot_at(uptime_s: int | None, at: datetime) -> datetime | None:

@@ -5,6 +5,11 @@ fallback and the commands recently written for the station; `plan` returns
 the commands that would close each difference. A difference already being
 handled (a command pending or sent), refused lately, or answered a moment ago
 gets no second command, so a station that will not follow is not hammered.
+
+But a station that undoes what it was told is news, not a flap: a command that
+went through is sent again as soon as a report 2 read after it shows otherwise
+(a reboot, a re-plug, someone at the station), and a refused one once the
+station restarted or a car came or went.
 """
 
 from collections.abc import Sequence
@@ -18,7 +23,10 @@ from .desired import FULL_SPEED_A, DesiredState
 IN_FLIGHT = ("pending", "sent")
 GAVE_UP = ("refused", "failed", "expired")
 REFUSED_QUIET_S = 600.0  # a refused command is not tried again for this long
-DONE_QUIET_S = 30.0  # nor one that just went through: the next reports show if it held
+DONE_QUIET_S = 30.0  # nor one that just went through, until a later report 2 shows otherwise
+# Something at the station that undoes a command each time (another program) would get
+# one every poll: after this many in REFUSED_QUIET_S, DONE_QUIET_S holds again.
+UNDONE_AT_MOST = 3
 CURRENT_TOLERANCE_A = 0.0005
 ENERGY_TOLERANCE_KWH = 0.00005
 
@@ -60,7 +68,10 @@ class Recent:
 
     wire: str
     status: str
-    age_s: float
+    age_s: float  # since it finished (or was written), station seconds
+    before_report: bool = False  # finished before the report 2 being judged was read
+    before_news: bool = False  # finished before the station restarted or a car came or went
+    keep_alive: bool = False
 
     @property
     def aspect(self) -> Aspect | None:
@@ -168,11 +179,28 @@ def allowed(action: Action, recent: Sequence[Recent]) -> bool:
             continue
         if row.aspect is action.aspect and row.status in IN_FLIGHT:
             return False
-        if row.wire == action.wire:
-            quiet = REFUSED_QUIET_S if row.status in GAVE_UP else DONE_QUIET_S
-            if row.age_s < quiet and not _superseded(row, recent):
-                return False
+        if row.wire == action.wire and _quiets(row, recent) and not _superseded(row, recent):
+            return False
     return True
+
+
+def _quiets(row: Recent, recent: Sequence[Recent]) -> bool:
+    """Whether `row` still holds back a second command with its wire."""
+    if row.status in GAVE_UP:
+        return row.age_s < REFUSED_QUIET_S and not row.before_news
+    if row.age_s >= DONE_QUIET_S:
+        return False
+    if not row.before_report:
+        return True  # the report at hand cannot show it yet
+    undone = sum(
+        1
+        for other in recent
+        if other.wire == row.wire
+        and not other.keep_alive
+        and other.status not in GAVE_UP + IN_FLIGHT
+        and other.age_s < REFUSED_QUIET_S
+    )
+    return undone >= UNDONE_AT_MOST
 
 
 def _superseded(row: Recent, recent: Sequence[Recent]) -> bool:
