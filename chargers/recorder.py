@@ -27,6 +27,8 @@ STATION_FIELDS = [
     "last_contact",
     "live_status",
 ]
+# About 30 MB: a day of 200 stations charging, stored once the database works again.
+MAX_WAITING_READINGS = 200_000
 # Online and offline are the gateway's to say (stations.record_identity and
 # record_missed_poll): a batch written a second late must not undo an offline.
 
@@ -55,6 +57,7 @@ class Recorder:
         self._batch = Batch()
         self._last_stored: dict[int, Reading] = {}
         self._last_published: dict[int, dict[str, Any]] = {}
+        self.dropped = 0  # readings given up while the database could not be written
 
     def observe(
         self,
@@ -104,8 +107,11 @@ class Recorder:
         return batch
 
     def put_back(self, batch: Batch) -> None:
-        """A batch that could not be written waits for the next flush."""
-        self._batch.readings[:0] = batch.readings
+        """A batch that could not be written waits for the next flush; while the
+        database stays down only the newest readings wait (memory is not the disk)."""
+        readings = batch.readings + self._batch.readings
+        self.dropped += max(0, len(readings) - MAX_WAITING_READINGS)
+        self._batch.readings = readings[-MAX_WAITING_READINGS:]
         self._batch.latest = batch.latest | self._batch.latest
 
 

@@ -200,6 +200,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A full disk answers 503 with what to do, not a 500.
+    "chargers.storage_full.StorageFullMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into its page.
     "axes.middleware.AxesMiddleware",

@@ -10,3 +10,5 @@ urlpatterns = [
     path("rules/", include("chargers.rules.urls")),
     path("", include("chargers.urls")),
 ]
+
+handler500 = "chargers.storage_full.server_error"

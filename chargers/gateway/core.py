@@ -26,7 +26,7 @@ from chargers.kecontact.codec import Message, Report1, Started, StatusUpdate
 from chargers.kecontact.errors import KebaError
 
 from . import stations
-from .database import db
+from .database import Failures, db
 from .enforcement import Enforcer
 from .stations import describe
 from .worker import StationWorker
@@ -70,6 +70,7 @@ class Gateway:
         self.gateway_id = f"{socket.gethostname()}/{client.bind_host}:{client.port}"
         self.recorder = recorder.Recorder(self.settings.heartbeat_s)
         self.enforcer = Enforcer(self)
+        self.failures = Failures()
         self.workers: dict[int, StationWorker] = {}
         self._by_host: dict[str, StationWorker] = {}
         self._stop = asyncio.Event()
@@ -94,10 +95,10 @@ class Gateway:
             while not stop.is_set():
                 try:
                     await self.sync_stations()
-                except DatabaseError:
+                except DatabaseError as exc:
                     # The database is unreachable for now: keep the stations
                     # polled as they are and look again at the next scan.
-                    log.exception("could not read which stations to poll; will try again")
+                    self.failures.failed("reading which stations to poll", exc)
                 self._resync.clear()
                 stopping = asyncio.create_task(stop.wait())
                 resync = asyncio.create_task(self._resync.wait())
@@ -317,9 +318,13 @@ class Gateway:
 
     async def flush(self) -> None:
         batch = self.recorder.take()
+        if not batch:
+            return
         try:
             await db(recorder.write)(batch)
-        except DatabaseError:
-            # A locked or unreachable database: keep the batch for the next flush.
-            log.exception("could not store readings; will try again")
+        except DatabaseError as exc:
+            # A locked, unreachable or full database: keep the batch for the next flush.
+            self.failures.failed("storing readings", exc)
             self.recorder.put_back(batch)
+        else:
+            self.failures.worked()

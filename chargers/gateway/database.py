@@ -1,11 +1,19 @@
-"""The gateway's one way into the ORM from the event loop."""
+"""The gateway's one way into the ORM from the event loop, and what it says when
+the database fails."""
 
+import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+from chargers.storage_full import is_storage_full
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,3 +36,45 @@ def db(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
             raise
 
     return sync_to_async(step, thread_sensitive=True)
+
+
+class Failures:
+    """Failed database steps, told in one line a minute.
+
+    A full disk fails every step of every station several times a second: a
+    traceback each time would fill the log, and the disk, with the same news."""
+
+    EVERY_S = 60.0
+
+    def __init__(self, every_s: float = EVERY_S) -> None:
+        self.every_s = every_s
+        self._told_at = -math.inf
+        self._since_told = 0
+
+    def failed(self, what: str, exc: DatabaseError) -> None:
+        self._since_told += 1
+        now = time.monotonic()
+        if now - self._told_at < self.every_s:
+            return
+        hint = (
+            "free disk space on the database's server"
+            if is_storage_full(exc)
+            else "check that the database is reachable and writable"
+        )
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.error(
+            "database steps fail (%d since the last report; latest: %s: %s): %s. "
+            "kebaweb keeps polling, retries the writes, and marks what it could not "
+            "store as unwatched.",
+            self._since_told,
+            what,
+            first_line,
+            hint,
+        )
+        self._told_at, self._since_told = now, 0
+
+    def worked(self) -> None:
+        """A step succeeded: the next failure is news again."""
+        if self._told_at > -math.inf:
+            log.warning("database steps work again")
+            self._told_at, self._since_told = -math.inf, 0

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from chargers.kecontact.products import Capability
@@ -195,6 +196,8 @@ class Enforcer:
             await self.after_poll(worker, last)
             if worker.commands_waiting:
                 worker.nudge.set()
+        except DatabaseError as exc:
+            self.gateway.failures.failed(f"station {worker.pk}: applying the rules", exc)
         finally:
             self._reconciling.discard(worker.pk)
 

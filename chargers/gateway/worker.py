@@ -152,6 +152,13 @@ class StationWorker:
             except KebaError as exc:
                 await self.note_problem(str(exc))
                 next_poll = self.clock.monotonic() + self.config.poll_interval_s
+            except DatabaseError as exc:
+                # What this poll saw could not be stored (a full disk, say). Until a
+                # poll stores again the station counts as unwatched, as in downtime:
+                # the fresh poll then closes or continues its session honestly.
+                self.gateway.failures.failed(f"station {self.pk}", exc)
+                self.forget_identity()
+                next_poll = self.clock.monotonic() + self.config.poll_interval_s
             except Exception as exc:
                 # Whatever else went wrong must not stop this station for good:
                 # store it where a person sees it, and try again later.
@@ -180,19 +187,23 @@ class StationWorker:
         self._problems[text] = now
         try:
             await db(stations.log_event)(self.pk, kind, text)
-        except DatabaseError:
-            log.exception("station %s: could not store %r", self.pk, text)
+        except DatabaseError as exc:
+            self.gateway.failures.failed(f"station {self.pk}: storing {text!r}", exc)
 
     async def missed_poll(self) -> float:
         """Count the miss; the delay before the next try, longer while the station is away."""
-        missed, online = await db(stations.record_missed_poll)(
-            self.pk, self.settings.offline_after_missed
-        )
         self.forget_identity()  # whoever answers next is identified first
+        interval = float(self.config.poll_interval_s)
+        try:
+            missed, online = await db(stations.record_missed_poll)(
+                self.pk, self.settings.offline_after_missed
+            )
+        except DatabaseError as exc:
+            self.gateway.failures.failed(f"station {self.pk}: counting a missed poll", exc)
+            return interval
         if not online and missed == self.settings.offline_after_missed:
             self.gateway.recorder.forget(self.pk)  # its return is news
             await live.publish_status(self.pk, recorder.offline_payload())
-        interval = float(self.config.poll_interval_s)
         if online:
             return interval
         await self.gateway.look_for(self)
