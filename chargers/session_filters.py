@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import F, QuerySet
-from django.http import QueryDict
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -46,67 +47,84 @@ class SessionFilter:
         return {name: value for name, value in params.items() if value}
 
 
-def _integer(text: str, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"choose a {what} from the list (got {text!r})") from None
-    if value <= 0:
-        raise ValueError(f"choose a {what} from the list (got {text!r})")
-    return value
+# The days whose local midnights, and the midnights after them, are datetimes
+# in every zone (offsets of up to 16 h in the zones' early history) on SQLite
+# and PostgreSQL alike: 0001-01-01 in Vienna is still year 0 in UTC, and the day
+# after 9999-12-31 does not exist.
+FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9998, 12, 31)
 
 
-def _local_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"enter a date as YYYY-MM-DD (got {text!r})") from None
+def _day_field() -> forms.DateField:
+    outside = f"choose a date from {FIRST_DAY} to {LAST_DAY}"
+    return forms.DateField(
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        error_messages={"invalid": "enter a date as YYYY-MM-DD"},
+        validators=[MinValueValidator(FIRST_DAY, outside), MaxValueValidator(LAST_DAY, outside)],
+    )
 
 
-def parse_session_filter(params: QueryDict) -> tuple[SessionFilter, dict[str, str]]:
-    """The filter the parameters ask for, and an error text by field for each bad one.
+class SessionFilterForm(forms.Form):
+    """The sessions page's filters. A bad field gets its message and is left out
+    of the filter; the others still apply."""
 
-    A bad field is left out of the filter (and reported), the others still apply."""
-    errors: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    text = {
-        name: params.get(name, "").strip() for name in ("station", "tag", "owner", "from", "to")
-    }
-    if text["station"]:
+    station = forms.ModelChoiceField(
+        Station.objects.all(),
+        required=False,
+        error_messages={
+            "invalid_choice": "there is no station %(value)s: choose one from the list"
+        },
+    )
+    tag = forms.CharField(required=False)
+    owner: "forms.ModelChoiceField[Any]" = forms.ModelChoiceField(
+        None,  # every user: set when the form is made, once the user model is known
+        required=False,
+        error_messages={"invalid_choice": "there is no user %(value)s: choose one from the list"},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner = self.fields["owner"]
+        assert isinstance(owner, forms.ModelChoiceField)
+        owner.queryset = get_user_model().objects.all()
+        # "from" is a Python keyword: the dates cannot be class attributes.
+        self.fields["from"] = _day_field()
+        self.fields["to"] = _day_field()
+
+    def clean_tag(self) -> str:
+        text: str = self.cleaned_data["tag"]
+        if not text:
+            return ""
         try:
-            station_id = _integer(text["station"], "station")
-            if not Station.objects.filter(pk=station_id).exists():
-                raise ValueError(f"there is no station number {station_id}")
-            values["station_id"] = station_id
-        except ValueError as exc:
-            errors["station"] = str(exc)
-    if text["tag"]:
-        try:
-            values["tag"] = Tag.understand(text["tag"]).tag
+            return Tag.understand(text).tag
         except InvalidValue as exc:
-            errors["tag"] = str(exc)
-    if text["owner"]:
-        try:
-            owner_id = _integer(text["owner"], "owner")
-            if not get_user_model().objects.filter(pk=owner_id).exists():
-                raise ValueError(f"there is no user number {owner_id}")
-            values["owner_id"] = owner_id
-        except ValueError as exc:
-            errors["owner"] = str(exc)
-    for name, field in (("from", "date_from"), ("to", "date_to")):
-        if text[name]:
-            try:
-                values[field] = _local_date(text[name])
-            except ValueError as exc:
-                errors[name] = str(exc)
-    if (
-        values.get("date_from")
-        and values.get("date_to")
-        and values["date_from"] > values["date_to"]
-    ):
-        errors["to"] = "the end date is before the start date"
-        del values["date_to"]
-    return SessionFilter(**values), errors
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        first, last = data.get("from"), data.get("to")
+        if first and last and first > last:
+            self.add_error("to", f"the end date is before the start date: choose {first} or later")
+        return data
+
+    def chosen(self) -> SessionFilter:
+        """The filter of the valid fields (after cleaning, only they are in cleaned_data)."""
+        self.is_valid()
+        data = self.cleaned_data
+        station, owner = data.get("station"), data.get("owner")
+        return SessionFilter(
+            station_id=station.pk if station else None,
+            tag=data.get("tag") or "",
+            owner_id=owner.pk if owner else None,
+            date_from=data.get("from"),
+            date_to=data.get("to"),
+        )
+
+    def error_text(self) -> str:
+        """One line per bad field, for answers that are plain text."""
+        return "\n".join(
+            f"{name}: {'; '.join(map(str, errors))}" for name, errors in self.errors.items()
+        )
 
 
 def visible_sessions(user: Any) -> QuerySet[Session]:

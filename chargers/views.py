@@ -152,7 +152,8 @@ def override_end(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def sessions(request: HttpRequest) -> HttpResponse:
     """Members see their own cards' sessions, staff all: filtered, totalled, paginated."""
-    chosen, errors = session_filters.parse_session_filter(request.GET)
+    form = session_filters.SessionFilterForm(request.GET)
+    chosen = form.chosen()
     visible = session_filters.visible_sessions(request.user)
     found = session_filters.apply_session_filter(chosen, visible)
     totals = found.aggregate(count=Count("id"), energy_kwh=Sum("energy_kwh"))
@@ -165,8 +166,9 @@ def sessions(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "totals": totals,
-        "errors": errors,
-        "values": {k: request.GET.get(k, "") for k in ("station", "tag", "owner", "from", "to")},
+        "form": form,
+        "first_day": session_filters.FIRST_DAY.isoformat(),
+        "last_day": session_filters.LAST_DAY.isoformat(),
         "station_options": session_filters.station_options(request.user, chosen.station_id),
         "owners": get_user_model().objects.filter(pk__in=visible.values("owner_id")),
         "query": params.urlencode(),

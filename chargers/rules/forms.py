@@ -36,6 +36,7 @@ PERIOD_CAPS = (Kind.DAILY_CAP.value, Kind.WEEKLY_CAP.value)
 # Overlaps are checked on one plain week, in UTC: the question is "do the hours
 # meet on a shared day", which no daylight saving shift changes.
 REFERENCE_MONDAY = datetime(2025, 1, 6, tzinfo=UTC)
+LARGEST_ID = 2**63 - 1  # a BigAutoField's, on SQLite and PostgreSQL
 
 
 def _time_input() -> forms.TimeInput:
@@ -86,6 +87,21 @@ class StationChecklist(forms.CheckboxSelectMultiple):
         return format_html('<div id="{}">{}</div>', element_id, mark_safe("".join(groups)))
 
 
+class StationChoices(forms.ModelMultipleChoiceField):
+    """Stations by their ids. An id no station can have is refused before the
+    query: SQLite cannot even compare a number beyond 64 bits (OverflowError)."""
+
+    def clean(self, value: Any) -> Any:
+        for pk in value if isinstance(value, list | tuple) else ():
+            if not (str(pk).isdecimal() and 0 < int(pk) <= LARGEST_ID):
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": pk},
+                )
+        return super().clean(value)
+
+
 class RuleForm(forms.ModelForm):
     weekdays = forms.MultipleChoiceField(
         choices=WEEKDAYS,
@@ -110,6 +126,12 @@ class RuleForm(forms.ModelForm):
             "priority",
         ]
         labels = {"current_a": "Current (A)", "energy_kwh": "Energy cap (kWh)"}
+        field_classes = {"stations": StationChoices}
+        error_messages = {
+            "stations": {
+                "invalid_choice": "there is no station %(value)s: tick stations from the list"
+            }
+        }
         widgets = {
             "stations": StationChecklist,
             "starts_at": _time_input(),
