@@ -16,14 +16,14 @@ EXCEL_DE = exports.CsvFormat(separator=";", decimal_mark=",")
 def export_csv(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]
 ) -> StreamingHttpResponse:
-    return csv_response(exports.export_sessions(queryset, exports.CsvFormat()), "sessions")
+    return csv_response(exports.export_sessions(queryset, exports.CsvFormat()), "sessions", request)
 
 
 @admin.action(description="Export the selected sessions as CSV for Excel (; and decimal comma)")
 def export_csv_excel(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]
 ) -> StreamingHttpResponse:
-    return csv_response(exports.export_sessions(queryset, EXCEL_DE), "sessions")
+    return csv_response(exports.export_sessions(queryset, EXCEL_DE), "sessions", request)
 
 
 @admin.action(description="Export totals per owner per month of the selected sessions")
@@ -31,7 +31,7 @@ def export_totals(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Session]
 ) -> StreamingHttpResponse:
     return csv_response(
-        exports.export_totals(queryset, exports.CsvFormat()), "totals-per-owner-per-month"
+        exports.export_totals(queryset, exports.CsvFormat()), "totals-per-owner-per-month", request
     )
 
 
