@@ -1,12 +1,14 @@
 """The only module that talks on the channel layer.
 
-Two kinds of traffic: live status for browsers (one group per station plus
-one for all), and requests to the gateway, which owns UDP port 7090 — a
-wake-up after a command row was written, or a question such as "identify
-the station at this address" that waits for the gateway's answer.
+Three kinds of traffic: live status for browsers (one group per station plus
+one for all); word to a browser's sockets that its login ended or changed
+(one group per user and one per session); and requests to the gateway, which
+owns UDP port 7090 — a wake-up after a command row was written, or a question
+such as "identify the station at this address" that waits for the gateway's answer.
 """
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +24,15 @@ class GatewayUnavailable(Exception):
 
 def station_group(station_id: int) -> str:
     return f"station-{station_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    # A digest, not the key: group names are stored in Redis, and a session key is a login.
+    return "session-" + hashlib.sha256(session_key.encode()).hexdigest()
 
 
 def _layer() -> BaseChannelLayer | None:
@@ -51,6 +62,20 @@ async def publish_command(station_id: int, command_id: int, status: str, reason:
         "reason": reason,
     }
     await layer.group_send(ALL_STATIONS_GROUP, message)
+
+
+async def end_session_sockets(session_key: str) -> None:
+    """The session logged out: its sockets close at once."""
+    layer = _layer()
+    if layer is not None:
+        await layer.group_send(session_group(session_key), {"type": "login.ended"})
+
+
+async def recheck_user_sockets(user_id: int) -> None:
+    """The account or its groups changed: its sockets check their login again now."""
+    layer = _layer()
+    if layer is not None:
+        await layer.group_send(user_group(user_id), {"type": "login.changed"})
 
 
 async def wake_gateway(station_id: int) -> None:

@@ -107,7 +107,15 @@
       if (frame.type === "status") applyStatus(frame);
       else if (frame.type === "command") applyCommand(frame);
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
+      // The server ended the socket because the login ended or the role changed
+      // (chargers/socket_sessions.py): reloading shows the login page or the
+      // pages of the new role; reconnecting would be refused, again and again.
+      if (event.code === 4401 || event.code === 4403) {
+        say("down", event.code === 4401 ? "Logged out: reloading the page\u2026" : "Your role changed: reloading\u2026");
+        location.reload();
+        return;
+      }
       const seconds = Math.round(delay / 1000);
       say("down", "Live connection lost: what you see may be out of date. Reconnecting in " + seconds + " s\u2026");
       setTimeout(connect, delay);
