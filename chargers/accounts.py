@@ -5,8 +5,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponse
 
-from chargers import socket_sessions  # noqa: F401  (logging out closes the session's sockets)
-
 # Without "remember me" the session ends when the browser closes.
 REMEMBER_FOR_S = 30 * 24 * 3600
 

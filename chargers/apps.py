@@ -7,4 +7,6 @@ class ChargersConfig(AppConfig):
     verbose_name = "Charging stations"
 
     def ready(self) -> None:
-        from chargers.rules import schedules  # noqa: F401  (connects its signal receivers)
+        # Modules that connect signal receivers, whichever process changes the rows.
+        from chargers import socket_sessions  # noqa: F401
+        from chargers.rules import schedules  # noqa: F401
