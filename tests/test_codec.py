@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chargers.kecontact.codec import (
+    PLAUSIBLE,
     Ack,
     ChargingState,
     EndReason,
@@ -25,7 +26,7 @@ from chargers.kecontact.codec import (
     decode,
     seconds_before,
 )
-from chargers.kecontact.errors import Malformed
+from chargers.kecontact.errors import ImpossibleValue, Malformed
 from chargers.kecontact.jsonable import to_jsonable
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -410,8 +411,23 @@ def test_it_rejects_a_negative_uptime() -> None:
 
 
 def test_it_rejects_a_number_too_large_to_be_a_reading_in_short_words() -> None:
-    with pytest.raises(Malformed, match=r"'p' is out of range, got 9{37}\.\.\.$"):
+    with pytest.raises(Malformed, match=r"^report 3: P 9{37}\.\.\. W is outside 0 to 100000 W$"):
         decode(b'{"ID": "3", "P": ' + b"9" * 400 + b"}")
+
+
+def test_it_rejects_a_number_too_large_for_a_field_without_a_range_in_short_words() -> None:
+    with pytest.raises(Malformed, match=r"'error1' is out of range, got 9{37}\.\.\.$"):
+        decode(b'{"ID": "2", "Error1": ' + b"9" * 400 + b"}")
+
+
+def test_it_rejects_a_hex_number_longer_than_python_prints_in_decimal() -> None:
+    with pytest.raises(Malformed, match=r"'error1' is out of range, got 0xf{35}\.\.\.$"):
+        decode(b'{"ID": "2", "Error1": "0x' + b"f" * 4000 + b'"}')
+
+
+def test_it_rejects_a_hex_number_of_a_field_with_a_range_in_short_words() -> None:
+    with pytest.raises(ImpossibleValue, match=r"^report 3: P \d{37}\.\.\. W is outside"):
+        decode(b'{"ID": "3", "P": "0x' + b"f" * 4000 + b'"}')
 
 
 def test_it_rejects_an_uptime_beyond_what_a_database_column_holds() -> None:
@@ -420,9 +436,9 @@ def test_it_rejects_an_uptime_beyond_what_a_database_column_holds() -> None:
 
 
 def test_it_still_reads_numbers_beyond_uint32() -> None:
-    report = decode_report3({"ID": "3", "E total": 2**40, "Sec": 2**33})
+    report = decode_report3({"ID": "3", "E total": 2**33, "Sec": 2**33})
 
-    assert report.total_energy_kwh == 2**40 / 10000
+    assert report.total_energy_kwh == 2**33 / 10000
     assert report.uptime_s == 2**33
 
 
@@ -728,25 +744,24 @@ def test_it_raises_only_malformed_on_json_with_an_id(
     decode_or_malformed(render({"ID": report_id, **fields}, style))
 
 
-wire_numbers = st.integers(min_value=0, max_value=2**40)
+def wire_numbers(name: str) -> st.SearchStrategy[int]:
+    """Any value `name` can hold on a real station, in wire units."""
+    plausible = PLAUSIBLE[name.lower()]
+    return st.integers(min_value=plausible.low, max_value=plausible.high)
+
+
+def wire_fields(*names: str) -> st.SearchStrategy[dict[str, int]]:
+    return st.fixed_dictionaries({name: wire_numbers(name) for name in names})
 
 
 @given(
-    st.fixed_dictionaries(
-        {
-            "Max curr": wire_numbers,
-            "Max curr %": wire_numbers,
-            "Curr HW": wire_numbers,
-            "Curr user": wire_numbers,
-            "Curr FS": wire_numbers,
-            "Curr timer": wire_numbers,
-            "Setenergy": wire_numbers,
-            "Tmo FS": wire_numbers,
-        }
-    )
+    wire_fields(
+        "Max curr", "Max curr %", "Curr HW", "Curr user", "Curr FS", "Curr timer", "Setenergy"
+    ),
+    wire_numbers("Tmo FS"),
 )
-def test_it_converts_report_2_units(wire: dict[str, int]) -> None:
-    report = decode_report2({"ID": "2", **wire})
+def test_it_converts_report_2_units(wire: dict[str, int], failsafe_timeout_s: int) -> None:
+    report = decode_report2({"ID": "2", "Tmo FS": failsafe_timeout_s, **wire})
 
     assert report.offered_current_a == wire["Max curr"] / 1000
     assert report.duty_cycle_percent == wire["Max curr %"] / 10
@@ -755,7 +770,7 @@ def test_it_converts_report_2_units(wire: dict[str, int]) -> None:
     assert report.failsafe_current_a == wire["Curr FS"] / 1000
     assert report.timer_current_a == wire["Curr timer"] / 1000
     assert report.energy_limit_kwh == wire["Setenergy"] / 10000
-    assert report.failsafe_timeout_s == wire["Tmo FS"]
+    assert report.failsafe_timeout_s == failsafe_timeout_s
 
 
 @given(st.integers(min_value=0, max_value=63000))
@@ -766,20 +781,7 @@ def test_it_round_trips_the_offered_current_to_milliamps(milliamps: int) -> None
     assert round(report.offered_current_a * 1000) == milliamps
 
 
-@given(
-    st.fixed_dictionaries(
-        {
-            "U1": wire_numbers,
-            "I1": wire_numbers,
-            "I2": wire_numbers,
-            "I3": wire_numbers,
-            "P": wire_numbers,
-            "PF": wire_numbers,
-            "E pres": wire_numbers,
-            "E total": wire_numbers,
-        }
-    )
-)
+@given(wire_fields("U1", "I1", "I2", "I3", "P", "PF", "E pres", "E total"))
 def test_it_converts_report_3_units(wire: dict[str, int]) -> None:
     report = decode_report3({"ID": "3", **wire})
 
@@ -793,7 +795,7 @@ def test_it_converts_report_3_units(wire: dict[str, int]) -> None:
     assert report.total_energy_kwh == wire["E total"] / 10000
 
 
-@given(st.integers(min_value=0, max_value=2**40), st.integers(min_value=0, max_value=2**40))
+@given(wire_numbers("E start"), wire_numbers("E pres"))
 def test_it_round_trips_session_energies_to_tenths_of_watt_hours(start: int, present: int) -> None:
     session = decode_session({"ID": "100", "E start": start, "E pres": present})
 
@@ -801,6 +803,96 @@ def test_it_round_trips_session_energies_to_tenths_of_watt_hours(start: int, pre
     assert session.session_energy_kwh is not None
     assert round(session.start_energy_kwh * 10000) == start
     assert round(session.session_energy_kwh * 10000) == present
+
+
+# Properties: every field with a range (PLAUSIBLE), in every message that carries it.
+
+REPORT_1 = {
+    "ID": "1",
+    "Product": "KC-P30-EC240422-E00",
+    "Serial": "12345678",
+    "Firmware": "P30 v 3.10.57 (240521-093236)",
+}
+RANGED_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    *(("report 1", REPORT_1, name) for name in ["COM-module", "timeQ", "DIP-Sw1", "DIP-Sw2"]),
+    *(
+        ("report 2", {"ID": "2"}, name)
+        for name in [
+            "AuthON",
+            "Authreq",
+            "Enable sys",
+            "Enable user",
+            "Max curr",
+            "Max curr %",
+            "Curr HW",
+            "Curr user",
+            "Curr FS",
+            "Tmo FS",
+            "Curr timer",
+            "Tmo CT",
+            "Setenergy",
+            "Output",
+            "Input",
+            "X2 phaseSwitch source",
+            "X2 phaseSwitch",
+        ]
+    ),
+    *(
+        ("report 3", {"ID": "3"}, name)
+        for name in ["U1", "U2", "U3", "I1", "I2", "I3", "P", "PF", "E pres", "E total"]
+    ),
+    *(
+        ("report 101", {"ID": "101"}, name)
+        for name in ["Session ID", "Curr HW", "E start", "E pres", "timeQ"]
+    ),
+    *(("status message", {}, name) for name in ["Input", "Enable sys", "Max curr", "E pres"]),
+]
+
+
+def test_it_checks_every_field_with_a_range() -> None:
+    assert {name.lower() for _, _, name in RANGED_FIELDS} == set(PLAUSIBLE)
+
+
+def impossible_numbers(name: str) -> st.SearchStrategy[int]:
+    """Values beside, far beyond and much beyond what `name` can hold."""
+    plausible = PLAUSIBLE[name.lower()]
+    return st.one_of(
+        st.sampled_from([plausible.low - 1, plausible.high + 1, -(2**62), 2**62, 2**64]),
+        st.integers(max_value=plausible.low - 1, min_value=-(10**30)),
+        st.integers(min_value=plausible.high + 1, max_value=10**30),
+    ).filter(lambda n: not plausible.low <= n <= plausible.high)
+
+
+@given(
+    st.sampled_from(RANGED_FIELDS),
+    st.data(),
+    st.sampled_from(["plain", "trailing comma", "bare members"]),
+)
+def test_it_reads_any_value_a_station_can_report(
+    where_base_name: tuple[str, dict[str, Any], str], data: st.DataObject, style: str
+) -> None:
+    _, base, name = where_base_name
+    value = data.draw(wire_numbers(name))
+
+    decode(render({**base, name: value}, style))
+
+
+@given(st.sampled_from(RANGED_FIELDS), st.data(), st.booleans())
+def test_it_refuses_any_value_no_station_can_report_naming_the_field_and_the_range(
+    where_base_name: tuple[str, dict[str, Any], str], data: st.DataObject, as_text: bool
+) -> None:
+    where, base, name = where_base_name
+    value = data.draw(impossible_numbers(name))
+    plausible = PLAUSIBLE[name.lower()]
+    allowed = f"{plausible.number(plausible.low)} to {plausible.shown(plausible.high)}"
+
+    with pytest.raises(ImpossibleValue) as refused:
+        decode(datagram({**base, name: str(value) if as_text else value}))
+
+    assert refused.value.field == name
+    assert str(refused.value).startswith(f"{where}: {name} ")
+    assert str(refused.value).endswith(f" is outside {allowed}")
+    assert refused.value.summary == f"{where}: {name} is outside {allowed}"
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from .codec import (
     decode,
 )
 from .commands import Command, Reply, check_supported, identify, report
-from .errors import KebaError, PortBusy, Refused, Timeout, WrongStation
+from .errors import ImpossibleValue, KebaError, PortBusy, Refused, Timeout, WrongStation
 from .timing import Clock, Timing
 
 KEBA_PORT = 7090
@@ -84,6 +84,15 @@ def _answers(command: Command, message: Message) -> bool:
     if command.reply is Reply.ACK:
         return isinstance(message, Ack)
     return getattr(message, "report_id", None) == command.report_id and not isinstance(message, Ack)
+
+
+def _as_reply_of(host: str, exc: Malformed) -> Malformed:
+    """The codec's error, told as the reply of `host`; `summary` stays free of the value."""
+    if isinstance(exc, ImpossibleValue):
+        said = f"{host} sent an impossible value, so its reply was not used: "
+        return ImpossibleValue(said + str(exc), said + exc.summary, exc.field)
+    said = f"{host} sent an unreadable reply: "
+    return Malformed(said + str(exc), said + exc.summary)
 
 
 class KebaClient(asyncio.DatagramProtocol):
@@ -180,7 +189,7 @@ class KebaClient(asyncio.DatagramProtocol):
             if peer is not None and peer.reply is not None and not peer.reply.done():
                 # The station we wait for sent something unreadable: say so
                 # instead of a vague timeout (the request may retry).
-                peer.reply.set_exception(Malformed(f"{host} sent an unreadable reply: {exc}"))
+                peer.reply.set_exception(_as_reply_of(host, exc))
             return
         if self._firmware_replies is not None and isinstance(message, Firmware):
             self._firmware_replies[host] = message

@@ -2,18 +2,21 @@
 
 Wire units are mA, 0.1 Wh, mW and 0.1 %; the values here are A, kWh, W and %.
 Old firmware sends dirty JSON (trailing commas, bare members, padded strings,
-numbers beyond uint32): tolerated. Anything else, including a value no
-station can mean, raises `Malformed` saying why; decode raises nothing else.
+numbers beyond uint32): tolerated. Anything else raises `Malformed` saying why,
+and a value no station can report (`PLAUSIBLE`) raises its `ImpossibleValue`:
+the whole message is refused. Decode raises nothing else.
 """
 
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, localcontext
 from enum import IntEnum
 from typing import Any
 
-from .errors import Malformed
+from .commands import MAX_CURRENT_MA, MAX_CURRTIME_DELAY_S, MAX_ENERGY_WIRE
+from .errors import ImpossibleValue, Malformed
 from .products import ProductInfo, parse_product
 
 MAX_DATAGRAM = 4096  # real replies are at most 512 bytes
@@ -25,6 +28,91 @@ MAX_WIRE_NUMBER = 2**63 - 1
 # A session time is seconds since boot or a Unix time of the station's clock,
 # which `setdatetime` sets as a 32-bit value: anything larger is not a time.
 MAX_SESSION_SECONDS = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """What a KEBA can report in one field: a range in wire units, shown in the user's."""
+
+    name: str  # as the guide spells it
+    low: int
+    high: int
+    per_unit: int = 1  # wire units in one `unit`: 1000 mA in an A
+    unit: str = ""
+
+    def number(self, wire: int) -> str:
+        # Exact and without an exponent (never 4.6e+14): a datagram holds no
+        # more digits than this precision. Cut short like `_brief`.
+        with localcontext(prec=MAX_DATAGRAM):
+            text = format(Decimal(wire) / self.per_unit, "f")
+        return text if len(text) <= 40 else f"{text[:37]}..."
+
+    def shown(self, wire: int) -> str:
+        return f"{self.number(wire)} {self.unit}" if self.unit else self.number(wire)
+
+    def check(self, where: str, wire: int) -> int:
+        if self.low <= wire <= self.high:
+            return wire
+        allowed = f"{self.number(self.low)} to {self.shown(self.high)}"
+        raise ImpossibleValue(
+            f"{where}: {self.name} {self.shown(wire)} is outside {allowed}",
+            summary=f"{where}: {self.name} is outside {allowed}",
+            field=self.name,
+        )
+
+
+# What a KEBA can report, per field, from the guide's ranges (PROTOCOL.md 3, 4).
+# A settable current is capped where the guide's commands cap it (63 A, the
+# default `Curr user`), though the hardware stops at 32 A. Measurements get
+# room beyond any real station, so that only a fault is refused, never a
+# reading: the guide's example report 3 prints 99999 mA and 99999999 mW as
+# its widest values. Error codes, `reason`, `Backend` and `setBoot` are not
+# bounded: a code we do not know must still reach the user. `Sec` and the
+# session times are checked as seconds (`_Fields.seconds`), `State` and `Plug`
+# as enumerations.
+LIFETIME_ENERGY_WIRE = 10**11  # 10 GWh: a 22 kW station charging non-stop for 50 years
+PLAUSIBLE = {
+    p.name.lower(): p
+    for p in [
+        # Report 1
+        Plausible("COM-module", 0, 1),
+        Plausible("timeQ", 0, 3),
+        Plausible("DIP-Sw1", 0, 0xFF),  # eight switches a bank
+        Plausible("DIP-Sw2", 0, 0xFF),
+        # Report 2
+        Plausible("AuthON", 0, 1),
+        Plausible("Authreq", 0, 1),
+        Plausible("Enable sys", 0, 1),
+        Plausible("Enable user", 0, 1),
+        Plausible("Max curr", 0, MAX_CURRENT_MA, 1000, "A"),
+        Plausible("Max curr %", 0, 1000, 10, "%"),
+        Plausible("Curr HW", 0, MAX_CURRENT_MA, 1000, "A"),
+        Plausible("Curr user", 0, MAX_CURRENT_MA, 1000, "A"),
+        Plausible("Curr FS", 0, MAX_CURRENT_MA, 1000, "A"),
+        Plausible("Tmo FS", 0, 600, 1, "s"),  # failsafe: 0 (off) or 10-600 s
+        Plausible("Curr timer", 0, MAX_CURRENT_MA, 1000, "A"),
+        Plausible("Tmo CT", 0, MAX_CURRTIME_DELAY_S, 1, "s"),
+        Plausible("Setenergy", 0, MAX_ENERGY_WIRE, 10000, "kWh"),
+        Plausible("Output", 0, 150),  # 0, 1 or 10-150 pulses per kWh
+        Plausible("Input", 0, 1),
+        Plausible("X2 phaseSwitch source", 0, 4),
+        Plausible("X2 phaseSwitch", 0, 3),  # 0/1, as some peers see it 1/3
+        # Report 3
+        Plausible("U1", 0, 500, 1, "V"),  # 230 V mains, 400 V between phases
+        Plausible("U2", 0, 500, 1, "V"),
+        Plausible("U3", 0, 500, 1, "V"),
+        Plausible("I1", 0, 100_000, 1000, "A"),
+        Plausible("I2", 0, 100_000, 1000, "A"),
+        Plausible("I3", 0, 100_000, 1000, "A"),
+        Plausible("P", 0, 100_000_000, 1000, "W"),
+        Plausible("PF", 0, 1000, 10, "%"),
+        Plausible("E pres", 0, LIFETIME_ENERGY_WIRE, 10000, "kWh"),
+        Plausible("E total", 0, LIFETIME_ENERGY_WIRE, 10000, "kWh"),
+        # Reports 100-130
+        Plausible("Session ID", 0, MAX_WIRE_NUMBER),
+        Plausible("E start", 0, LIFETIME_ENERGY_WIRE, 10000, "kWh"),
+    ]
+}
 
 
 class ChargingState(IntEnum):
@@ -257,6 +345,7 @@ class _Fields:
     def __init__(self, raw: dict[str, Any]) -> None:
         # Peers saw padded and differently cased keys ("E Start   ", "reason ").
         self.values = {key.strip().lower(): value for key, value in raw.items()}
+        self.where = "message"  # "report 3", "status message": for error texts
 
     def has(self, key: str) -> bool:
         return key in self.values
@@ -270,31 +359,52 @@ class _Fields:
             try:
                 number = int(text, 16) if text.lower().startswith("0x") else int(text)
             except ValueError:
-                raise Malformed(f"field {key!r} should be a number, got {_brief(value)}") from None
+                raise self._not_a_number(key, value) from None
             return self._in_range(key, number)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise Malformed(f"field {key!r} should be a number, got {_brief(value)}")
+            raise self._not_a_number(key, value)
         if isinstance(value, float) and not value.is_integer():
-            raise Malformed(f"field {key!r} should be a whole number, got {value!r}")
+            raise Malformed(
+                f"field {key!r} should be a whole number, got {value!r}",
+                summary=f"field {key!r} should be a whole number",
+            )
         return self._in_range(key, int(value))
 
+    def _not_a_number(self, key: str, value: object) -> Malformed:
+        return Malformed(
+            f"field {key!r} should be a number, got {_brief(value)}",
+            summary=f"field {key!r} should be a number",
+        )
+
     def _in_range(self, key: str, number: int) -> int:
+        plausible = PLAUSIBLE.get(key)
+        if plausible is not None:
+            return plausible.check(self.where, number)
         # Larger values are no reading, could not be stored, and converting
         # them to A or kWh would overflow a float.
         if abs(number) > MAX_WIRE_NUMBER:
-            raise Malformed(f"field {key!r} is out of range, got {_brief(number)}")
+            raise ImpossibleValue(
+                f"field {key!r} is out of range, got {_brief(number)}",
+                summary=f"field {key!r} is out of range",
+                field=key,
+            )
         return number
 
     def seconds(self, key: str, most: int = MAX_WIRE_NUMBER) -> int | None:
         """A count of seconds: never negative, at most `most`."""
         value = self.number(key)
         if value is not None and not 0 <= value <= most:
-            raise Malformed(f"field {key!r} should be 0 to {most} seconds, got {value}")
+            raise ImpossibleValue(
+                f"field {key!r} should be 0 to {most} seconds, got {value}",
+                summary=f"field {key!r} should be 0 to {most} seconds",
+                field=key,
+            )
         return value
 
-    def scaled(self, key: str, divisor: float) -> float | None:
+    def scaled(self, key: str) -> float | None:
+        """A number in the user's unit (A, kWh, W, %), as `PLAUSIBLE` says."""
         value = self.number(key)
-        return None if value is None else value / divisor
+        return None if value is None else value / PLAUSIBLE[key].per_unit
 
     def flag(self, key: str) -> bool | None:
         value = self.number(key)
@@ -315,7 +425,11 @@ class _Fields:
         try:
             return kind(value)
         except ValueError:
-            raise Malformed(f"field {key!r} has unknown value {value}") from None
+            raise ImpossibleValue(
+                f"field {key!r} has unknown value {value}",
+                summary=f"field {key!r} has an unknown value",
+                field=key,
+            ) from None
 
     def tag(self, key: str) -> str | None:
         text = self.text(key)
@@ -326,7 +440,10 @@ class _Fields:
 
 def _brief(value: object) -> str:
     """A value for an error message, cut short: a datagram may hold 4 kB of digits."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4300 digits, which 4 kB of hex text can make
+        text = hex(value) if isinstance(value, int) else "?"
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
@@ -378,6 +495,7 @@ def decode(data: bytes) -> Message:
 
 def _decode_report(f: _Fields) -> Report:
     report_id = f.number("id")
+    f.where = f"report {report_id}"
     if report_id == 1:
         return _decode_report1(f)
     if report_id == 2:
@@ -390,15 +508,15 @@ def _decode_report(f: _Fields) -> Report:
             auth_required=f.flag("authreq"),
             enabled_sys=f.flag("enable sys"),
             enabled_user=f.flag("enable user"),
-            offered_current_a=f.scaled("max curr", 1000),
-            duty_cycle_percent=f.scaled("max curr %", 10),
-            hardware_current_a=f.scaled("curr hw", 1000),
-            user_current_a=f.scaled("curr user", 1000),
-            failsafe_current_a=f.scaled("curr fs", 1000),
+            offered_current_a=f.scaled("max curr"),
+            duty_cycle_percent=f.scaled("max curr %"),
+            hardware_current_a=f.scaled("curr hw"),
+            user_current_a=f.scaled("curr user"),
+            failsafe_current_a=f.scaled("curr fs"),
             failsafe_timeout_s=f.number("tmo fs"),
-            timer_current_a=f.scaled("curr timer", 1000),
+            timer_current_a=f.scaled("curr timer"),
             timer_seconds_left=f.number("tmo ct"),
-            energy_limit_kwh=f.scaled("setenergy", 10000),
+            energy_limit_kwh=f.scaled("setenergy"),
             output=f.number("output"),
             input=f.number("input"),
             x2_source=f.number("x2 phaseswitch source"),
@@ -411,13 +529,13 @@ def _decode_report(f: _Fields) -> Report:
             voltage_1_v=f.number("u1"),
             voltage_2_v=f.number("u2"),
             voltage_3_v=f.number("u3"),
-            current_1_a=f.scaled("i1", 1000),
-            current_2_a=f.scaled("i2", 1000),
-            current_3_a=f.scaled("i3", 1000),
-            power_w=f.scaled("p", 1000),
-            power_factor_percent=f.scaled("pf", 10),
-            session_energy_kwh=f.scaled("e pres", 10000),
-            total_energy_kwh=f.scaled("e total", 10000),
+            current_1_a=f.scaled("i1"),
+            current_2_a=f.scaled("i2"),
+            current_3_a=f.scaled("i3"),
+            power_w=f.scaled("p"),
+            power_factor_percent=f.scaled("pf"),
+            session_energy_kwh=f.scaled("e pres"),
+            total_energy_kwh=f.scaled("e total"),
             serial=f.text("serial"),
             uptime_s=f.seconds("sec"),
         )
@@ -425,9 +543,9 @@ def _decode_report(f: _Fields) -> Report:
         return SessionReport(
             report_id=report_id,
             session_id=f.number("session id"),
-            hardware_current_a=f.scaled("curr hw", 1000),
-            start_energy_kwh=f.scaled("e start", 10000),
-            session_energy_kwh=f.scaled("e pres", 10000),
+            hardware_current_a=f.scaled("curr hw"),
+            start_energy_kwh=f.scaled("e start"),
+            session_energy_kwh=f.scaled("e pres"),
             started_s=f.seconds("started[s]", MAX_SESSION_SECONDS),
             ended_s=f.seconds("ended[s]", MAX_SESSION_SECONDS),
             started_text=f.text("started"),
@@ -470,6 +588,7 @@ STATUS_KEYS = {"state", "plug", "input", "enable sys", "max curr", "e pres"}
 
 
 def _decode_status(f: _Fields) -> StatusUpdate:
+    f.where = "status message"
     known = STATUS_KEYS & f.values.keys()
     if not known:
         keys = ", ".join(sorted(f.values)) or "none"
@@ -479,7 +598,7 @@ def _decode_status(f: _Fields) -> StatusUpdate:
         plug=f.enum("plug", PlugState),
         input=f.number("input"),
         enabled_sys=f.flag("enable sys"),
-        offered_current_a=f.scaled("max curr", 1000),
-        session_energy_kwh=f.scaled("e pres", 10000),
+        offered_current_a=f.scaled("max curr"),
+        session_energy_kwh=f.scaled("e pres"),
         extra={k: v for k, v in f.values.items() if k not in STATUS_KEYS},
     )

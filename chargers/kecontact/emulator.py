@@ -86,6 +86,8 @@ class Faults:
     lose_reply: set[str] = field(default_factory=set)
     # Fields replaced in a report, by report id: a firmware bug on demand.
     report_fields: dict[int, dict[str, object]] = field(default_factory=dict)
+    # Values replaced in status messages, by field ("E pres", "Max curr", ...).
+    status_fields: dict[str, object] = field(default_factory=dict)
     # Restarts just before answering this request (once), as after a power dip
     # between the two reports of one poll.
     reboot_before: str | None = None
@@ -371,10 +373,11 @@ class EmulatedStation:
         self._last_status = current
         if self._last_sender is None:
             return
-        for key, value in changed.items():
-            self._send(f'{{"{key}": {value}}}'.encode(), self._last_sender)
         if "State" in changed and current["State"] != 3 and self.session_log:
-            self._send(f'{{"E pres": {self.session_log[0].energy}}}'.encode(), self._last_sender)
+            changed["E pres"] = self.session_log[0].energy
+        for key, value in changed.items():
+            shown = self.faults.status_fields.get(key, value)
+            self._send(f'{{"{key}": {shown}}}'.encode(), self._last_sender)
 
     def tick(self) -> None:
         self._advance()
