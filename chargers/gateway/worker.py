@@ -150,7 +150,7 @@ class StationWorker:
             except Timeout:
                 next_poll = self.clock.monotonic() + await self.missed_poll()
             except KebaError as exc:
-                await self.note_problem(str(exc))
+                await self.note_problem(str(exc), key=exc.summary)
                 next_poll = self.clock.monotonic() + self.config.poll_interval_s
             except DatabaseError as exc:
                 # What this poll saw could not be stored (a full disk, say). Until a
@@ -179,12 +179,16 @@ class StationWorker:
         self.nudge.clear()
         return True
 
-    async def note_problem(self, text: str, kind: str = Event.Kind.ERROR) -> None:
-        """Store a problem as an event, once an hour at most for the same text."""
+    async def note_problem(
+        self, text: str, kind: str = Event.Kind.ERROR, key: str | None = None
+    ) -> None:
+        """Store a problem as an event, once an hour at most for the same problem: the
+        same `key` (the text without what varies, such as an impossible value) or text."""
         now = self.clock.monotonic()
-        if now - self._problems.get(text, -math.inf) < PROBLEM_REPEAT_S:
+        key = text if key is None else key
+        if now - self._problems.get(key, -math.inf) < PROBLEM_REPEAT_S:
             return
-        self._problems[text] = now
+        self._problems[key] = now
         try:
             await db(stations.log_event)(self.pk, kind, text)
         except DatabaseError as exc:
@@ -429,7 +433,8 @@ class StationWorker:
             entry = await self.client.report(host, report_id)
         except Malformed as exc:
             # One unreadable entry must not stop the station's polling or the rest of the log.
-            await self.note_problem(f"could not read report {report_id}: {exc}")
+            said = f"could not read report {report_id}: "
+            await self.note_problem(said + str(exc), key=said + exc.summary)
             return None
         assert isinstance(entry, SessionReport)
         return entry
