@@ -6,6 +6,7 @@ naming the variable.
 """
 
 import ipaddress
+import logging
 import os
 import secrets
 import stat
@@ -420,3 +421,6 @@ LOGGING: dict[str, Any] = {
         "chargers": {"level": "WARNING"},
     },
 }
+# A log file on a full disk cannot be written: the record still reaches stderr,
+# without a traceback about the file for every line (Python's advice for production).
+logging.raiseExceptions = DEBUG

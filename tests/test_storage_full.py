@@ -157,15 +157,23 @@ def marked_unwatched(record: SessionRecord, row: Session) -> bool:
 def test_failures_are_told_once_a_minute_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    failures = Failures()
-    for _ in range(500):
-        failures.failed("storing readings", OperationalError("database or disk is full"))
-    (told,) = caplog.records
-    assert "500 since the last report" not in told.getMessage()  # the first is told at once
+    now = [0.0]
+    failures = Failures(clock=lambda: now[0])
+    full = OperationalError("database or disk is full")
+    for _ in range(500):  # a write that fits in a page's free room still works now and then
+        failures.failed("storing readings", full)
+        failures.worked()
+        now[0] += 0.1
+    (told,) = caplog.records  # the first at once, then nothing for a minute
     assert "free disk space" in told.getMessage() and told.exc_info is None
+    now[0] = 61.0
+    failures.failed("storing readings", full)
+    assert "500 since the last report" in caplog.records[-1].getMessage()
+    now[0] += Failures.QUIET_S
     failures.worked()
+    assert caplog.records[-1].getMessage() == "database steps work again"
     failures.failed("storing readings", OperationalError("database is locked"))
-    assert len(caplog.records) == 3  # "work again", then the next failure is news
+    assert len(caplog.records) == 4  # after "work again", the next failure is news
     assert "reachable and writable" in caplog.records[-1].getMessage()
 
 

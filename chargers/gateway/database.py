@@ -41,20 +41,23 @@ def db(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 class Failures:
     """Failed database steps, told in one line a minute.
 
-    A full disk fails every step of every station several times a second: a
-    traceback each time would fill the log, and the disk, with the same news."""
+    A full disk fails every step of every station several times a second, while
+    a write that fits in a page's free room may still succeed: a traceback each
+    time would fill the log, and the disk, with the same news."""
 
     EVERY_S = 60.0
+    QUIET_S = 10.0  # without failures for this long, they are over
 
-    def __init__(self, every_s: float = EVERY_S) -> None:
-        self.every_s = every_s
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._told_at = -math.inf
+        self._failed_at = -math.inf
         self._since_told = 0
 
     def failed(self, what: str, exc: DatabaseError) -> None:
         self._since_told += 1
-        now = time.monotonic()
-        if now - self._told_at < self.every_s:
+        now = self._failed_at = self.clock()
+        if now - self._told_at < self.EVERY_S:
             return
         hint = (
             "free disk space on the database's server"
@@ -74,7 +77,8 @@ class Failures:
         self._told_at, self._since_told = now, 0
 
     def worked(self) -> None:
-        """A step succeeded: the next failure is news again."""
-        if self._told_at > -math.inf:
+        """A step succeeded: once failures stopped for a while, the next is news again."""
+        told = self._told_at > -math.inf
+        if told and self.clock() - self._failed_at >= self.QUIET_S:
             log.warning("database steps work again")
             self._told_at, self._since_told = -math.inf, 0
