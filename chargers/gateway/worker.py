@@ -210,7 +210,12 @@ class StationWorker:
             await live.publish_status(self.pk, recorder.offline_payload())
         if online:
             return interval
-        await self.gateway.look_for(self)
+        try:  # in the loop's `except Timeout`: nothing may escape from here
+            await self.gateway.look_for(self)
+        except DatabaseError as exc:
+            self.gateway.failures.failed(f"station {self.pk}: looking for it", exc)
+        except KebaError as exc:
+            await self.note_problem(f"looking for the station: {exc}", key=exc.summary)
         extra = missed - self.settings.offline_after_missed
         return min(self.settings.max_backoff_s, interval * 2 ** max(0, extra))
 
