@@ -57,7 +57,6 @@ class Recorder:
         self._batch = Batch()
         self._last_stored: dict[int, Reading] = {}
         self._last_published: dict[int, dict[str, Any]] = {}
-        self.dropped = 0  # readings given up while the database could not be written
 
     def observe(
         self,
@@ -110,7 +109,6 @@ class Recorder:
         """A batch that could not be written waits for the next flush; while the
         database stays down only the newest readings wait (memory is not the disk)."""
         readings = batch.readings + self._batch.readings
-        self.dropped += max(0, len(readings) - MAX_WAITING_READINGS)
         self._batch.readings = readings[-MAX_WAITING_READINGS:]
         self._batch.latest = batch.latest | self._batch.latest
 

@@ -16,9 +16,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chargers.gateway.enforcement import REQUESTED_BY
+from chargers.gateway.enforcement import KEEP_ALIVE_REQUESTED_BY
 from chargers.models import Command, Reading, RetentionProgress, Station
-from chargers.rules.reconcile import KEEP_ALIVE_WHY
 
 ONE_MINUTE = timedelta(minutes=1)
 # Readings are thinned one time slice at a time, all stations together:
@@ -112,7 +111,7 @@ def forget_keep_alives(now: datetime | None = None) -> int:
     command does."""
     before = (now or timezone.now()) - timedelta(days=settings.READINGS_FULL_DAYS)
     fed = Command.objects.filter(
-        requested_by__startswith=f"{REQUESTED_BY}: {KEEP_ALIVE_WHY}",
+        requested_by__startswith=KEEP_ALIVE_REQUESTED_BY,
         status__in=(Command.Status.VERIFIED, Command.Status.ACKNOWLEDGED),
         created_at__lt=before,
     )

@@ -51,6 +51,8 @@ COMMAND_LIFETIME = timedelta(minutes=2)  # a rule's command is re-planned from a
 RECENT_WINDOW = timedelta(hours=1)
 USAGE_TTL_S = 60.0  # station seconds between two reads of the energy used this day/week
 REQUESTED_BY = "rules"
+# How a keep-alive's row begins: the rules' quiet and the daily retention know it by this.
+KEEP_ALIVE_REQUESTED_BY = f"{REQUESTED_BY}: {KEEP_ALIVE_WHY}"
 BOUNDARY_MARGIN_S = 0.01  # real seconds: a timer never fires before the boundary it waits for
 
 
@@ -66,7 +68,6 @@ def recent_commands(
     last restarted or a car came or went (server times, as the rows' own)."""
     now = timezone.now()
     rows = Command.objects.filter(station_id=station_id, created_at__gte=now - RECENT_WINDOW)
-    keep_alive = f"{REQUESTED_BY}: {KEEP_ALIVE_WHY}"
     found = []
     for wire, status, created, finished, by in rows.values_list(
         "wire", "status", "created_at", "finished_at", "requested_by"
@@ -79,7 +80,7 @@ def recent_commands(
                 (now - done).total_seconds() * speed,
                 before_report=report_at is not None and done < report_at,
                 before_news=news_at is not None and done < news_at,
-                keep_alive=by.startswith(keep_alive),
+                keep_alive=by.startswith(KEEP_ALIVE_REQUESTED_BY),
             )
         )
     return found
